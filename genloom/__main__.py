@@ -1,0 +1,3 @@
+from genloom.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,397 @@
+"""The public API: `train`, `load`, `evaluate`, `families`, `demo`. The CLI is a thin layer over it.
+
+```python
+import genloom as gl
+result = gl.train("gpt", data="tinyshakespeare", preset="nanogpt-cpu", out="runs/shakespeare")
+lm = gl.load("runs/shakespeare")
+print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40, seed=0))
+print(gl.evaluate("runs/shakespeare"))  # exact validation loss and perplexity
+```
+
+Configs resolve in this order, later winning: the family's defaults, `preset`, the TOML file
+`config`, `data`, then `sets` (`"section.key=value"`). Every input is checked before the run directory
+is touched, so a mistake never damages an existing run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genloom import run as rundir
+from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
+from genloom.data.text import (
+    CHAR_DOC_SEPARATOR,
+    DATA_DIR,
+    BUNDLED,
+    TextDataConfig,
+    TokenData,
+    build_tokenizer,
+    encode_documents,
+    load_corpus,
+)
+from genloom.errors import UserError
+from genloom.evaluate import language_model_loss, plot_loss_curve, write_card
+from genloom.generation import generate
+from genloom.models import FAMILIES, Family, get_family, get_preset
+from genloom.tokenizers import CharTokenizer, Tokenizer, load_tokenizer
+from genloom.train import TrainConfig, Trainer, TrainResult
+
+SECTIONS = ("model", "data", "train")
+RESUMABLE_CHANGES = {"train.max_iters", "train.max_time", "train.progress", "train.threads"}  # safe to change on --resume
+SUMMARY = "summary.json"  # data statistics, training and evaluation figures, read by card.md
+DATA_STAMP = "state/data.json"  # fingerprints of the corpus and tokenizer, checked on --resume
+
+
+@dataclass
+class RunConfig:
+    """A run's complete configuration: what `config.toml` holds."""
+
+    family: str
+    model: Any  # the family's Config dataclass
+    data: Any  # the family's data config dataclass
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **{s: to_dict(getattr(self, s)) for s in SECTIONS}}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def build_run_config(family: Family, raw: dict[str, Any], where: str = "config") -> RunConfig:
+    """Check sections and keys of a raw config dict and build the typed `RunConfig`."""
+    unknown = set(raw) - set(SECTIONS) - {"family"}
+    if unknown:
+        raise UserError(f"{where}: unknown section {sorted(unknown)[0]!r}; valid sections: {', '.join(SECTIONS)}")
+    if raw.get("family", family.name) != family.name:
+        raise UserError(f"{where}: is for family {raw['family']!r}, not {family.name!r}")
+    return RunConfig(
+        family=family.name,
+        model=build(family.config, raw.get("model", {}), "model"),
+        data=build(family.data_config, raw.get("data", {}), "data"),
+        train=build(TrainConfig, raw.get("train", {}), "train"),
+    )
+
+
+def resolve_config(
+    family: str,
+    preset: str | None = None,
+    config: str | Path | None = None,
+    data: str | None = None,
+    sets: Sequence[str] = (),
+) -> RunConfig:
+    """Defaults ← preset ← config file ← data ← `--set` overrides, checked field by field."""
+    fam = get_family(family)
+    raw: dict[str, Any] = {}
+    if preset is not None:
+        raw = merge(raw, get_preset(fam, preset))
+    if config is not None:
+        raw = merge(raw, read_toml(config))
+    if data is not None:
+        raw = merge(raw, {"data": {"source": str(data)}})
+    raw = merge(raw, parse_sets(list(sets)))
+    return build_run_config(fam, raw, str(config) if config else "config")
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / rundir.CONFIG
+    if not path.exists():
+        raise UserError(f"{run_dir}: not a genloom run directory (no {rundir.CONFIG})")
+    raw = read_toml(path)
+    if "family" not in raw:
+        raise UserError(f"{path}: no 'family' key")
+    return build_run_config(get_family(raw["family"]), raw, str(path))
+
+
+def _fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+# ---- text pipeline ----------------------------------------------------------------------------
+
+
+@dataclass
+class TextPipeline:
+    """Everything a text run needs besides the model: the tokenizer, token streams and provenance."""
+
+    tokenizer: Tokenizer
+    data: TokenData
+    stats: dict[str, Any]
+    stamp: dict[str, str]
+
+
+def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipeline:
+    """Read and preprocess the corpus, build (or reuse) the tokenizer, encode both splits."""
+    corpus = load_corpus(rc.data)
+    tokenizer = tokenizer or build_tokenizer(corpus, rc.data)
+    train_ids = encode_documents(corpus.train, tokenizer)
+    val_ids = encode_documents(corpus.val, tokenizer)
+    data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
+    stats = {**corpus.stats, "train_tokens": len(train_ids), "val_tokens": len(val_ids), "vocab_size": tokenizer.vocab_size}
+    stamp = {"corpus": _fingerprint(corpus.train + ["\x01"] + corpus.val)}
+    return TextPipeline(tokenizer, data, stats, stamp)
+
+
+def _prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """Prompt ids; an empty prompt starts from the document separator the model was trained with."""
+    if prompt:
+        return tokenizer.encode(prompt)
+    if isinstance(tokenizer, CharTokenizer):
+        return tokenizer.encode(CHAR_DOC_SEPARATOR[-1])
+    if tokenizer.eos_id is not None:
+        return [tokenizer.eos_id]
+    raise UserError("an empty prompt needs a tokenizer with an end-of-text token; give a prompt")
+
+
+def _text_sampler(tokenizer: Tokenizer, n_tokens: int, seed: int) -> Callable[[nn.Module], str]:
+    """Sample text during training with its own generator, so training randomness is untouched."""
+
+    def sample(model: nn.Module) -> str:
+        ids = torch.tensor([_prompt_ids(tokenizer, "")])
+        out = generate(model, ids, n_tokens, temperature=0.8, top_k=None, generator=torch.Generator().manual_seed(seed))  # same draw each time: samples compare across steps
+        return tokenizer.decode(out[0, ids.shape[1] :].tolist())
+
+    return sample
+
+
+# ---- train ------------------------------------------------------------------------------------
+
+
+def _resume_config(out: Path, family: str, fresh: RunConfig | None) -> RunConfig:
+    saved = read_run_config(out)
+    if saved.family != family:
+        raise UserError(f"--resume {out}: that run is family {saved.family!r}, not {family!r}")
+    if fresh is None:
+        return saved
+    a, b = _flatten(saved.to_dict()), _flatten(fresh.to_dict())
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    changed = [k for k in changed if k != "model.vocab_size"]
+    if changed:
+        key = changed[0]
+        raise UserError(
+            f"--resume {out}: config does not match the run ({key} is {a.get(key)!r} there, {b.get(key)!r} now); "
+            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume"
+        )
+    return dataclasses.replace(saved, train=fresh.train)
+
+
+def train(
+    family: str = "gpt",
+    *,
+    out: str | Path,
+    data: str | None = None,
+    preset: str | None = None,
+    config: str | Path | None = None,
+    sets: Sequence[str] = (),
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a model into the run directory `out` (created, resumed or replaced as asked)."""
+    out = rundir.check_out_dir(out, overwrite=overwrite, resume=resume)
+    fam = get_family(family)
+    asked = preset is not None or config is not None or data is not None or bool(sets)
+    fresh = resolve_config(family, preset, config, data, sets) if asked or not resume else None
+    rc = _resume_config(out, family, fresh) if resume else fresh
+    assert rc is not None
+    if fam.modality != "text":
+        raise UserError(f"family {family!r} cannot be trained yet")
+    if resume:
+        rundir.recover(out)
+        tokenizer = load_tokenizer(out / rundir.TOKENIZER)
+        pipe = prepare_text(rc, tokenizer)
+        stamp_path = out / DATA_STAMP
+        saved_stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        if saved_stamp.get("corpus") != pipe.stamp["corpus"]:
+            raise UserError(f"--resume {out}: the corpus differs from the one this run was trained on; resume with the same data")
+        if tokenizer.vocab_size != rc.model.vocab_size or saved_stamp.get("tokenizer") != _file_hash(out / rundir.TOKENIZER):
+            raise UserError(f"--resume {out}: {rundir.TOKENIZER} does not match the run (it was changed after training)")
+    else:
+        pipe = prepare_text(rc)
+        rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
+    model = fam.model(rc.model)  # also validates the config against the data before writing
+    out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
+    if not resume:
+        pipe.tokenizer.save(out / rundir.TOKENIZER)
+        pipe.stamp["tokenizer"] = _file_hash(out / rundir.TOKENIZER)
+        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
+    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
+    sampler = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
+    trainer = Trainer(model, rc.train, pipe.data, out, sampler=sampler, log=log)
+    result = trainer.fit(resume=resume)
+    summary = _read_summary(out)
+    summary["data"] = pipe.stats
+    summary["model"] = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
+    summary["training"] = {
+        "steps": result.step,
+        "train_loss": result.train_loss,
+        "val_loss_estimate": result.val_loss,
+        "best_val_loss_estimate": result.best_val_loss,
+        "ms_per_iter_median": result.ms_per_iter,
+        "tokens_per_s": result.tokens_per_s,
+        "peak_rss_mb": result.peak_rss_mb,
+        "train_seconds_total": trainer.elapsed,
+        **_machine(),
+    }
+    _write_summary(out, summary)
+    plot_loss_curve(out)
+    _write_text_card(out, rc, summary)
+    return result
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / SUMMARY
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    rundir.atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2))
+
+
+def _write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> None:
+    source = rc.data.source
+    provenance = f"Source: `{source}`."
+    if source in BUNDLED:
+        provenance = f"Bundled dataset `{source}`; origin and license in `data/{Path(BUNDLED[source]).parent}/SOURCE.md` of genloom."
+        src = DATA_DIR / Path(BUNDLED[source]).parent / "SOURCE.md"
+        if src.exists():
+            provenance += "\n\n" + "\n".join(line for line in src.read_text().splitlines() if "license" in line.lower() or "MIT" in line)
+    m = rc.model
+    sections: dict[str, dict[str, Any] | str] = {
+        "Model": {
+            "family": rc.family,
+            "layers × heads × width": f"{m.n_layer} × {m.n_head} × {m.n_embd}",
+            "context (block_size)": m.block_size,
+            "positions / MLP / norm": f"{m.pos_encoding} / {m.mlp} / {m.norm}",
+            "parameters": summary.get("model", {}).get("parameters"),
+            "training FLOPs per token": summary.get("model", {}).get("flops_per_token"),
+            "tokenizer": f"{rc.data.tokenizer} (vocab {m.vocab_size})",
+        },
+        "Data": provenance,
+        "Data statistics": summary.get("data", {}),
+        "Training": summary.get("training", {}),
+    }
+    if "evaluation" in summary:
+        sections["Evaluation (exact, whole validation split)"] = summary["evaluation"]
+    samples = sorted((run_dir / rundir.SAMPLES).glob("step_*.txt"))
+    if samples:
+        sections[f"Sample ({samples[-1].stem})"] = "```\n" + samples[-1].read_text()[:600] + "\n```"
+    sections["Intended use"] = (
+        "A small research/teaching model. It imitates its training text; it has no knowledge or safety tuning."
+    )
+    write_card(run_dir, f"Model card: {run_dir.name}", sections)
+
+
+# ---- load / evaluate --------------------------------------------------------------------------
+
+
+class LanguageModel:
+    """A loaded text run: model, tokenizer and config joined for generation and evaluation."""
+
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.run_dir = run_dir
+
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """The continuation of `prompt` (without the prompt). temperature 0 is greedy."""
+        if max_new_tokens < 0:
+            raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if top_k is not None and top_k <= 0:
+            raise UserError(f"top_k must be a positive integer, got {top_k}")
+        ids = torch.tensor([_prompt_ids(self.tokenizer, prompt)])
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        out = generate(self.model, ids, max_new_tokens, temperature, top_k, generator)
+        return self.tokenizer.decode(out[0, ids.shape[1] :].tolist())
+
+
+def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel:
+    """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best")."""
+    run_dir = Path(run_dir)
+    rc = read_run_config(run_dir)
+    fam = get_family(rc.family)
+    weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
+    if weights is None:
+        raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    rundir.recover(run_dir)
+    model = fam.model(rc.model)
+    rundir.load_weights(model, run_dir / weights)
+    model.eval()
+    tokenizer = load_tokenizer(run_dir / rundir.TOKENIZER)
+    if tokenizer.vocab_size != rc.model.vocab_size:
+        raise UserError(f"{run_dir / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {rc.model.vocab_size}")
+    return LanguageModel(model, tokenizer, rc, run_dir)
+
+
+def evaluate(run_dir: str | Path, checkpoint: str = "last") -> dict[str, float]:
+    """Exact validation loss and perplexity over the run's whole validation split; recorded in card.md."""
+    lm = load(run_dir, checkpoint)
+    pipe = prepare_text(lm.config, lm.tokenizer)
+    metrics = language_model_loss(lm.model, pipe.data, "val")
+    metrics["checkpoint"] = checkpoint  # type: ignore[assignment]
+    summary = _read_summary(lm.run_dir)
+    summary["evaluation"] = metrics
+    _write_summary(lm.run_dir, summary)
+    _write_text_card(lm.run_dir, lm.config, summary)
+    return metrics
+
+
+def families() -> list[dict[str, str]]:
+    """What each family is for, and its presets: the "which model for my app" guide."""
+    return [
+        {"name": f.name, "modality": f.modality, "use_for": f.use_for, "presets": ", ".join(f.presets)}
+        for f in FAMILIES.values()
+    ]
+
+
+def demo(out: str | Path = "runs/demo", log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the `demo` preset on Tiny Shakespeare (~2 minutes), then sample and evaluate it."""
+    out = Path(out)
+    result = train("gpt", out=out, data="tinyshakespeare", preset="demo", overwrite=rundir.is_run(out), log=log)
+    lm = load(out)
+    sample = lm.generate("ROMEO:\n", max_new_tokens=500, temperature=0.8, top_k=40, seed=7)
+    metrics = evaluate(out)
+    return {"result": result, "sample": "ROMEO:\n" + sample, "metrics": metrics, "run_dir": out}

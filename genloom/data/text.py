@@ -1,0 +1,230 @@
+"""Text ingestion and preprocessing: files, directories and JSONL into token streams for training.
+
+The pipeline, in order: read documents (one file, every file of a directory matching a glob, or one
+JSONL record per document) → decode bytes (strict by default: the error names the file and byte offset)
+→ Unicode normalization (NFC) → optional whitespace cleanup → exact duplicate removal → deterministic
+train/validation split → tokenize → one int64 tensor per split, from which batches are random windows
+(as in nanoGPT's `get_batch`). The random windows are drawn from a `torch.Generator` the trainer owns,
+so saving its state saves the data position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from genloom.errors import UserError
+from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repo's bundled datasets
+BUNDLED = {"tinyshakespeare": "tinyshakespeare/input.txt"}  # CLI name -> path under DATA_DIR
+MIN_DOCS_FOR_DOCUMENT_SPLIT = 20  # fewer documents than this: split the joined text by position
+CHAR_DOC_SEPARATOR = "\n\n"  # between documents for character tokenizers (BPE uses <|endoftext|>)
+
+
+@dataclass
+class TextDataConfig:
+    source: str = "tinyshakespeare"  # a bundled name, a text file, a directory, or a .jsonl file
+    glob: str = "**/*.txt"  # which files of a directory to read (recursive with **)
+    jsonl_field: str = "text"  # the field holding each document in a JSONL file
+    encoding: str = "utf-8"  # how the files are encoded
+    encoding_errors: Literal["strict", "replace"] = "strict"  # strict: stop at undecodable bytes
+    normalize: Literal["NFC", "NFKC", "none"] = "NFC"  # Unicode normalization of every document
+    clean_whitespace: bool = False  # unify newlines, strip line ends, collapse runs of blank lines
+    dedup: bool = True  # drop exact duplicate documents (after normalization), keeping the first
+    val_fraction: float = 0.1  # share of the data held out for validation
+    split_seed: int = 0  # seed of the document shuffle for the train/validation split
+    tokenizer: Literal["char", "bpe"] = "char"  # character-level or byte-level BPE
+    vocab_size: int = 4096  # byte-level BPE only: merges are learned up to this size
+    byte_fallback: bool = False  # char only: unseen characters become UTF-8 byte tokens
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+
+
+@dataclass
+class Corpus:
+    """Preprocessed documents split into train and validation, with what preprocessing did."""
+
+    train: list[str]
+    val: list[str]
+    stats: dict[str, int | str] = field(default_factory=dict)
+
+
+def resolve_source(source: str) -> Path:
+    """A bundled dataset name or a user path, checked to exist."""
+    if source in BUNDLED:
+        return DATA_DIR / BUNDLED[source]
+    path = Path(source).expanduser()
+    if not path.exists():
+        names = ", ".join(BUNDLED)
+        raise UserError(f"{source}: no such file or directory (bundled datasets: {names})")
+    return path
+
+
+def _decode(raw: bytes, path: Path, cfg: TextDataConfig) -> str:
+    try:
+        return raw.decode(cfg.encoding, errors=cfg.encoding_errors)
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}: undecodable {cfg.encoding} bytes at byte offset {e.start}; "
+            "pass --encoding-errors replace (data.encoding_errors=replace) to substitute U+FFFD and go on"
+        ) from None
+    except LookupError:
+        raise UserError(f"data.encoding: unknown encoding {cfg.encoding!r}") from None
+
+
+def _read_jsonl(path: Path, cfg: TextDataConfig) -> list[str]:
+    docs = []
+    for lineno, line in enumerate(_decode(path.read_bytes(), path, cfg).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(record, dict) or cfg.jsonl_field not in record:
+            raise UserError(f"{path}:{lineno}: no field {cfg.jsonl_field!r} (set --jsonl-field to the text field)")
+        value = record[cfg.jsonl_field]
+        if not isinstance(value, str):
+            raise UserError(f"{path}:{lineno}: field {cfg.jsonl_field!r} must be a string, got {type(value).__name__}")
+        docs.append(value)
+    return docs
+
+
+def read_documents(cfg: TextDataConfig) -> list[str]:
+    """Raw documents from the configured source, in a deterministic order."""
+    path = resolve_source(cfg.source)
+    if path.is_dir():
+        files = sorted(p for p in path.glob(cfg.glob) if p.is_file())
+        if not files:
+            raise UserError(f"{path}: no files matching {cfg.glob!r} (set --glob to choose files)")
+    else:
+        files = [path]
+    docs: list[str] = []
+    for file in files:
+        if file.suffix == ".jsonl":
+            docs.extend(_read_jsonl(file, cfg))
+        else:
+            docs.append(_decode(file.read_bytes(), file, cfg))
+    return docs
+
+
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def clean_whitespace(text: str) -> str:
+    """Unify newlines, drop trailing spaces, keep at most one blank line in a row, trim the ends."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_SPACE.sub("\n", text)
+    return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+def preprocess(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], dict[str, int | str]]:
+    """Normalize, clean and deduplicate documents; empty documents are dropped."""
+    out: list[str] = []
+    seen: set[bytes] = set()
+    duplicates = 0
+    for doc in docs:
+        if cfg.normalize != "none":
+            doc = unicodedata.normalize(cfg.normalize, doc)
+        if cfg.clean_whitespace:
+            doc = clean_whitespace(doc)
+        if not doc.strip():
+            continue
+        if cfg.dedup:
+            digest = hashlib.sha256(doc.encode("utf-8", "surrogatepass")).digest()
+            if digest in seen:
+                duplicates += 1
+                continue
+            seen.add(digest)
+        out.append(doc)
+    if not out:
+        raise UserError(f"{cfg.source}: the corpus is empty (no text left after reading and preprocessing)")
+    stats: dict[str, int | str] = {"documents_read": len(docs), "duplicates_removed": duplicates, "documents": len(out)}
+    return out, stats
+
+
+def split(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], list[str], str]:
+    """Deterministic train/validation split: by document when there are many, else by position."""
+    if len(docs) >= MIN_DOCS_FOR_DOCUMENT_SPLIT:
+        order = list(range(len(docs)))
+        random.Random(cfg.split_seed).shuffle(order)
+        n_val = max(1, round(len(docs) * cfg.val_fraction))
+        val_idx = set(order[:n_val])
+        train = [d for i, d in enumerate(docs) if i not in val_idx]
+        val = [d for i, d in enumerate(docs) if i in val_idx]
+        return train, val, "documents"
+    text = CHAR_DOC_SEPARATOR.join(docs)
+    cut = int(len(text) * (1 - cfg.val_fraction))  # nanoGPT's 90/10 cut by character position
+    return [text[:cut]], [text[cut:]], "position"
+
+
+def load_corpus(cfg: TextDataConfig) -> Corpus:
+    """Read, preprocess and split the configured text source."""
+    docs, stats = preprocess(read_documents(cfg), cfg)
+    train, val, how = split(docs, cfg)
+    stats["split"] = how
+    stats["characters"] = sum(len(d) for d in docs)
+    return Corpus(train, val, stats)
+
+
+def build_tokenizer(corpus: Corpus, cfg: TextDataConfig) -> Tokenizer:
+    """Char vocabularies cover every split (nanoGPT does the same); BPE learns merges from train only."""
+    if cfg.tokenizer == "char":
+        return train_tokenizer("char", corpus.train + corpus.val + [CHAR_DOC_SEPARATOR], byte_fallback=cfg.byte_fallback)
+    return train_tokenizer("bpe", corpus.train, vocab_size=cfg.vocab_size)
+
+
+def encode_documents(docs: list[str], tokenizer: Tokenizer) -> torch.Tensor:
+    """Token ids of the documents joined by the tokenizer's separator, as one int64 tensor."""
+    if isinstance(tokenizer, CharTokenizer):
+        ids = tokenizer.encode(CHAR_DOC_SEPARATOR.join(docs))
+    else:
+        ids = []
+        for doc_ids in tokenizer.encode_batch(docs):
+            ids.extend(doc_ids)
+            if tokenizer.eos_id is not None:
+                ids.append(tokenizer.eos_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+class TokenData:
+    """Train and validation token streams; batches are random windows of `block_size + 1` tokens."""
+
+    def __init__(self, train: torch.Tensor, val: torch.Tensor, block_size: int, source: str = "corpus") -> None:
+        for name, ids in (("training", train), ("validation", val)):
+            if len(ids) < block_size + 2:
+                raise UserError(
+                    f"{source}: the {name} split has {len(ids)} tokens, fewer than model.block_size + 2 = "
+                    f"{block_size + 2}; use more text, a smaller model.block_size, or another data.val_fraction"
+                )
+        self.splits = {"train": train, "val": val}
+        self.block_size = block_size
+        self._offsets = torch.arange(block_size + 1)
+
+    def get_batch(self, split: str, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and next-token targets, each (batch_size, block_size); one gather, no Python loop."""
+        data = self.splits[split]
+        starts = torch.randint(len(data) - self.block_size - 1, (batch_size, 1), generator=generator)
+        windows = data[starts + self._offsets]  # (B, T + 1)
+        return windows[:, :-1], windows[:, 1:]
+
+    def windows(self, split: str, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The whole split as consecutive non-overlapping windows, for an exact evaluation."""
+        data = self.splits[split]
+        T = self.block_size
+        n = (len(data) - 1) // T
+        x = data[: n * T].view(n, T)
+        y = data[1 : n * T + 1].view(n, T)
+        return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)]

@@ -1,0 +1,48 @@
+"""Position-wise feed-forward blocks: GELU MLP (GPT-2) and SwiGLU (Shazeer 2020, used by Llama)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Linear → GELU → Linear, with the hidden width usually 4 × the model width."""
+
+    def __init__(self, dim: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)  # a residual projection: GPT-2 scales its init
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)): a gated unit, eq. (6) of Shazeer 2020 with Swish."""
+
+    def __init__(self, dim: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden, bias=bias)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+def make_mlp(
+    kind: Literal["gelu", "swiglu"], dim: int, hidden: int | None, bias: bool = False, dropout: float = 0.0
+) -> nn.Module:
+    """GELU defaults to 4·dim hidden units; SwiGLU to ⅔ of that (rounded up to 8) for equal parameters."""
+    if kind == "gelu":
+        return MLP(dim, hidden or 4 * dim, bias, dropout)
+    if kind == "swiglu":
+        default = -(-(8 * dim // 3) // 8) * 8
+        return SwiGLU(dim, hidden or default, bias, dropout)
+    raise ValueError(f"mlp must be 'gelu' or 'swiglu', got {kind!r}")

@@ -1,0 +1,179 @@
+"""Text tokenizers: character-level and byte-level BPE, both stored as a Hugging Face `tokenizer.json`.
+
+- `CharTokenizer`: one id per character seen in the corpus (nanoGPT's shakespeare_char). With
+  `byte_fallback=True`, characters outside the vocabulary become their UTF-8 bytes (`<0x..>` tokens, as
+  in Llama's tokenizer), so any Unicode string round-trips. It is saved as a BPE model with no merges,
+  which is exactly character-level, so the `tokenizers` library reads the same file and gives the same ids.
+- `BPETokenizer`: byte-level BPE (GPT-2, Radford et al. 2019) trained on the user's corpus with the
+  `tokenizers` library. Byte-level means every string round-trips. Unicode normalization is done by the
+  data pipeline, never inside the tokenizer, so `decode(encode(s)) == s` holds for any `s`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from genloom.errors import UserError
+
+EOS = "<|endoftext|>"
+_BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+
+
+class CharTokenizer:
+    """Character-level tokenizer over a fixed alphabet, optionally with UTF-8 byte fallback."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str], byte_fallback: bool = False) -> None:
+        self.chars = list(chars)
+        self.byte_fallback = byte_fallback
+        self.itos = self.chars + (_BYTE_TOKENS if byte_fallback else [])
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.byte_offset = len(self.chars)
+        self.eos_id: int | None = None
+
+    @classmethod
+    def train(cls, texts: Iterable[str], byte_fallback: bool = False) -> CharTokenizer:
+        """The sorted set of characters in `texts` becomes the vocabulary."""
+        chars: set[str] = set()
+        for text in texts:
+            chars.update(text)
+        if not chars:
+            raise UserError("cannot build a character vocabulary from an empty corpus")
+        return cls(sorted(chars), byte_fallback)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        stoi = self.stoi
+        try:
+            return [stoi[c] for c in text]
+        except KeyError:
+            pass
+        ids: list[int] = []
+        for pos, c in enumerate(text):
+            if c in stoi:
+                ids.append(stoi[c])
+            elif self.byte_fallback:
+                ids.extend(self.byte_offset + b for b in c.encode("utf-8"))
+            else:
+                raise UserError(
+                    f"character {c!r} at position {pos} is not in the tokenizer's vocabulary "
+                    f"({len(self.chars)} characters; train with data.byte_fallback=true to accept any text)"
+                ) from None
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out: list[str] = []
+        pending = bytearray()  # fallback bytes wait until they form whole UTF-8 characters
+        for i in ids:
+            if i >= self.byte_offset:
+                pending.append(i - self.byte_offset)
+                continue
+            if pending:
+                out.append(pending.decode("utf-8", errors="replace"))
+                pending.clear()
+            out.append(self.itos[i])
+        if pending:
+            out.append(pending.decode("utf-8", errors="replace"))
+        return "".join(out)
+
+    def to_hf(self) -> HFTokenizer:
+        """This tokenizer as a `tokenizers.Tokenizer`: BPE without merges is character-level."""
+        vocab = {tok: i for i, tok in enumerate(self.itos)}
+        tok = HFTokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=self.byte_fallback))
+        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+        return tok
+
+    def save(self, path: str | Path) -> None:
+        from genloom.run import atomic_write_text
+
+        atomic_write_text(path, self.to_hf().to_str(pretty=True))
+
+
+class BPETokenizer:
+    """Byte-level BPE trained with Hugging Face `tokenizers`; `<|endoftext|>` separates documents."""
+
+    kind = "bpe"
+
+    def __init__(self, hf: HFTokenizer) -> None:
+        self.hf = hf
+        self.eos_id: int | None = hf.token_to_id(EOS)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> BPETokenizer:
+        if vocab_size < 257:
+            raise UserError(f"data.vocab_size: byte-level BPE needs at least 257 tokens, got {vocab_size}")
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[EOS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+    def save(self, path: str | Path) -> None:
+        from genloom.run import atomic_write_text
+
+        atomic_write_text(path, self.hf.to_str(pretty=True))
+
+
+Tokenizer = CharTokenizer | BPETokenizer
+
+
+def train_tokenizer(
+    kind: Literal["char", "bpe"], texts: Sequence[str], vocab_size: int = 4096, byte_fallback: bool = False
+) -> Tokenizer:
+    """Build the tokenizer a data config asks for from the training texts."""
+    if kind == "char":
+        return CharTokenizer.train(texts, byte_fallback=byte_fallback)
+    return BPETokenizer.train(texts, vocab_size=vocab_size)
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a `tokenizer.json`: a merge-free BPE without pre-tokenizer is our character tokenizer."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        spec = json.loads(text)
+        model = spec["model"]
+    except FileNotFoundError:
+        raise UserError(f"{path}: tokenizer file not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a valid tokenizer.json ({e})") from None
+    if model.get("type") == "BPE" and not model.get("merges") and spec.get("pre_tokenizer") is None:
+        vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+        tokens = [t for t, _ in vocab]
+        byte_fallback = bool(model.get("byte_fallback"))
+        chars = tokens[: len(tokens) - 256] if byte_fallback else tokens
+        return CharTokenizer(chars, byte_fallback)
+    try:
+        return BPETokenizer(HFTokenizer.from_str(text))
+    except Exception as e:  # the library's own parse error, shortened to one line
+        raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
