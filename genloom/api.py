@@ -94,10 +94,11 @@ def resolve_config(
     config: str | Path | None = None,
     data: str | None = None,
     sets: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults ← preset ← config file ← data ← `--set` overrides, checked field by field."""
+    """Defaults (or `base`) ← preset ← config file ← data ← `--set` overrides, checked field by field."""
     fam = get_family(family)
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = dict(base or {})
     if preset is not None:
         raw = merge(raw, get_preset(fam, preset))
     if config is not None:
@@ -188,12 +189,14 @@ def _text_sampler(tokenizer: Tokenizer, n_tokens: int, seed: int) -> Callable[[n
 # ---- train ------------------------------------------------------------------------------------
 
 
-def _resume_config(out: Path, family: str, fresh: RunConfig | None) -> RunConfig:
+def _resume_config(
+    out: Path, family: str, preset: str | None, config: str | Path | None, data: str | None, sets: Sequence[str]
+) -> RunConfig:
+    """The saved config, with whatever the user gave on top; only a few fields may change."""
     saved = read_run_config(out)
     if saved.family != family:
         raise UserError(f"--resume {out}: that run is family {saved.family!r}, not {family!r}")
-    if fresh is None:
-        return saved
+    fresh = resolve_config(family, preset, config, data, sets, base=saved.to_dict())
     a, b = _flatten(saved.to_dict()), _flatten(fresh.to_dict())
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
     changed = [k for k in changed if k != "model.vocab_size"]
@@ -221,10 +224,10 @@ def train(
     """Train a model into the run directory `out` (created, resumed or replaced as asked)."""
     out = rundir.check_out_dir(out, overwrite=overwrite, resume=resume)
     fam = get_family(family)
-    asked = preset is not None or config is not None or data is not None or bool(sets)
-    fresh = resolve_config(family, preset, config, data, sets) if asked or not resume else None
-    rc = _resume_config(out, family, fresh) if resume else fresh
-    assert rc is not None
+    if resume:
+        rc = _resume_config(out, family, preset, config, data, sets)
+    else:
+        rc = resolve_config(family, preset, config, data, sets)
     if fam.modality != "text":
         raise UserError(f"family {family!r} cannot be trained yet")
     if resume:
@@ -240,6 +243,7 @@ def train(
     else:
         pipe = prepare_text(rc)
         rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
+    torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
     if not resume:

@@ -19,6 +19,7 @@ import math
 import resource
 import signal
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ class Trainer:
         self.data = data
         self.run_dir = Path(run_dir)
         self.sampler = sampler
-        self.log = log or (lambda msg: tqdm.write(msg))
+        self.log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))  # progress on stderr, results on stdout
         self.optimizer = make_optimizer(self.model, cfg)
         self.data_generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
@@ -220,7 +221,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if resume:
             self.restore()
-        else:
+        else:  # the caller seeded the model's initialization; reseed so training RNG is the same either way
             torch.manual_seed(cfg.seed)
         self.model.train()
         stop = _StopRequest()

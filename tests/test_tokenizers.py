@@ -1,0 +1,83 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer as HFTokenizer
+
+from genloom.errors import UserError
+from genloom.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+
+CORPUS = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer", "ça, 東京 🙂"] * 20
+# Any valid Unicode string: every code point except lone surrogates, which are not valid Unicode text.
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=200)
+
+
+@pytest.fixture(scope="module")
+def bpe() -> BPETokenizer:
+    return BPETokenizer.train(CORPUS, vocab_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT)
+def test_bpe_round_trips_any_unicode(bpe, text):
+    assert bpe.decode(bpe.encode(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT)
+def test_char_with_byte_fallback_round_trips_any_unicode(text):
+    tok = CharTokenizer.train(CORPUS, byte_fallback=True)
+    assert tok.decode(tok.encode(text)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from(sorted(set("".join(CORPUS)))), max_size=200))
+def test_char_round_trips_text_over_its_alphabet(text):
+    tok = CharTokenizer.train(CORPUS)
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_char_without_fallback_names_unknown_character():
+    tok = CharTokenizer.train(["abc"])
+    with pytest.raises(UserError, match=r"character 'z' at position 2 is not in the tokenizer's vocabulary"):
+        tok.encode("abz")
+
+
+def test_bpe_learns_merges_and_compresses(bpe):
+    text = CORPUS[0]
+    assert len(bpe.encode(text)) < len(text.encode("utf-8"))
+    assert bpe.vocab_size > 257
+
+
+@pytest.mark.parametrize("byte_fallback", [False, True])
+def test_char_tokenizer_json_is_read_by_hf_tokenizers_with_same_ids(tmp_path, byte_fallback):
+    tok = CharTokenizer.train(CORPUS, byte_fallback=byte_fallback)
+    path = tmp_path / "tokenizer.json"
+    tok.save(path)
+    hf = HFTokenizer.from_file(str(path))
+    text = "To be, or not 🙂 ça" + ("ß€" if byte_fallback else "")
+    assert hf.encode(text).ids == tok.encode(text)
+    assert hf.decode(tok.encode(text)) == text
+    again = load_tokenizer(path)
+    assert isinstance(again, CharTokenizer) and again.itos == tok.itos and again.byte_fallback == byte_fallback
+
+
+def test_bpe_save_load_round_trip(tmp_path, bpe):
+    path = tmp_path / "tokenizer.json"
+    bpe.save(path)
+    again = load_tokenizer(path)
+    assert isinstance(again, BPETokenizer)
+    assert again.encode(CORPUS[1]) == bpe.encode(CORPUS[1])
+
+
+def test_bpe_vocab_too_small_is_refused():
+    with pytest.raises(UserError, match="at least 257"):
+        BPETokenizer.train(CORPUS, vocab_size=100)
+
+
+def test_load_tokenizer_errors(tmp_path):
+    with pytest.raises(UserError, match="tokenizer file not found"):
+        load_tokenizer(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="not a valid tokenizer.json"):
+        load_tokenizer(bad)
