@@ -1,9 +1,9 @@
 """genloom: build, train, sample, evaluate and serve generative models from one API and one CLI.
 
-    import genloom as gl
-    gl.train("gpt", data="tinyshakespeare", preset="nanogpt-cpu", out="runs/shakespeare")
-    lm = gl.load("runs/shakespeare")
-    print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40))
+import genloom as gl
+gl.train("gpt", data="tinyshakespeare", preset="nanogpt-cpu", out="runs/shakespeare")
+lm = gl.load("runs/shakespeare")
+print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40))
 """
 
 from genloom.api import LanguageModel, RunConfig, demo, evaluate, families, load, resolve_config, train

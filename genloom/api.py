@@ -30,10 +30,9 @@ from torch import nn
 from genloom import run as rundir
 from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
 from genloom.data.text import (
+    BUNDLED,
     CHAR_DOC_SEPARATOR,
     DATA_DIR,
-    BUNDLED,
-    TextDataConfig,
     TokenData,
     build_tokenizer,
     encode_documents,
@@ -47,7 +46,12 @@ from genloom.tokenizers import CharTokenizer, Tokenizer, load_tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 SECTIONS = ("model", "data", "train")
-RESUMABLE_CHANGES = {"train.max_iters", "train.max_time", "train.progress", "train.threads"}  # safe to change on --resume
+RESUMABLE_CHANGES = {
+    "train.max_iters",
+    "train.max_time",
+    "train.progress",
+    "train.threads",
+}  # safe to change on --resume
 SUMMARY = "summary.json"  # data statistics, training and evaluation figures, read by card.md
 DATA_STAMP = "state/data.json"  # fingerprints of the corpus and tokenizer, checked on --resume
 
@@ -136,7 +140,12 @@ def _machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 # ---- text pipeline ----------------------------------------------------------------------------
@@ -159,8 +168,13 @@ def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipel
     train_ids = encode_documents(corpus.train, tokenizer)
     val_ids = encode_documents(corpus.val, tokenizer)
     data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
-    stats = {**corpus.stats, "train_tokens": len(train_ids), "val_tokens": len(val_ids), "vocab_size": tokenizer.vocab_size}
-    stamp = {"corpus": _fingerprint(corpus.train + ["\x01"] + corpus.val)}
+    stats = {
+        **corpus.stats,
+        "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
+        "vocab_size": tokenizer.vocab_size,
+    }
+    stamp = {"corpus": _fingerprint([*corpus.train, "\x01", *corpus.val])}
     return TextPipeline(tokenizer, data, stats, stamp)
 
 
@@ -180,7 +194,9 @@ def _text_sampler(tokenizer: Tokenizer, n_tokens: int, seed: int) -> Callable[[n
 
     def sample(model: nn.Module) -> str:
         ids = torch.tensor([_prompt_ids(tokenizer, "")])
-        out = generate(model, ids, n_tokens, temperature=0.8, top_k=None, generator=torch.Generator().manual_seed(seed))  # same draw each time: samples compare across steps
+        out = generate(
+            model, ids, n_tokens, temperature=0.8, top_k=None, generator=torch.Generator().manual_seed(seed)
+        )  # same draw each time: samples compare across steps
         return tokenizer.decode(out[0, ids.shape[1] :].tolist())
 
     return sample
@@ -232,14 +248,20 @@ def train(
         raise UserError(f"family {family!r} cannot be trained yet")
     if resume:
         rundir.recover(out)
-        tokenizer = load_tokenizer(out / rundir.TOKENIZER)
-        pipe = prepare_text(rc, tokenizer)
         stamp_path = out / DATA_STAMP
         saved_stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        tokenizer = load_tokenizer(out / rundir.TOKENIZER)
+        if tokenizer.vocab_size != rc.model.vocab_size or saved_stamp.get("tokenizer") != _file_hash(
+            out / rundir.TOKENIZER
+        ):
+            raise UserError(
+                f"--resume {out}: {rundir.TOKENIZER} does not match the run (it was changed after training)"
+            )
+        pipe = prepare_text(rc, tokenizer)
         if saved_stamp.get("corpus") != pipe.stamp["corpus"]:
-            raise UserError(f"--resume {out}: the corpus differs from the one this run was trained on; resume with the same data")
-        if tokenizer.vocab_size != rc.model.vocab_size or saved_stamp.get("tokenizer") != _file_hash(out / rundir.TOKENIZER):
-            raise UserError(f"--resume {out}: {rundir.TOKENIZER} does not match the run (it was changed after training)")
+            raise UserError(
+                f"--resume {out}: the corpus differs from the one this run was trained on; resume with the same data"
+            )
     else:
         pipe = prepare_text(rc)
         rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
@@ -294,7 +316,9 @@ def _write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> N
         provenance = f"Bundled dataset `{source}`; origin and license in `data/{Path(BUNDLED[source]).parent}/SOURCE.md` of genloom."
         src = DATA_DIR / Path(BUNDLED[source]).parent / "SOURCE.md"
         if src.exists():
-            provenance += "\n\n" + "\n".join(line for line in src.read_text().splitlines() if "license" in line.lower() or "MIT" in line)
+            provenance += "\n\n" + "\n".join(
+                line for line in src.read_text().splitlines() if "license" in line.lower() or "MIT" in line
+            )
     m = rc.model
     sections: dict[str, dict[str, Any] | str] = {
         "Model": {
@@ -366,7 +390,9 @@ def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel:
     model.eval()
     tokenizer = load_tokenizer(run_dir / rundir.TOKENIZER)
     if tokenizer.vocab_size != rc.model.vocab_size:
-        raise UserError(f"{run_dir / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {rc.model.vocab_size}")
+        raise UserError(
+            f"{run_dir / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {rc.model.vocab_size}"
+        )
     return LanguageModel(model, tokenizer, rc, run_dir)
 
 

@@ -52,7 +52,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
     m = gl.evaluate(args.run, checkpoint=args.checkpoint)
-    print(f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens")
+    print(
+        f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
+    )
     return 0
 
 

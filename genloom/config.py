@@ -9,12 +9,12 @@ complete, human-editable and enough to rebuild a run.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import tomli_w
+import tomllib
 
 from genloom.errors import UserError
 
@@ -67,7 +67,9 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         args = get_args(annotation)
         if not isinstance(items, (list, tuple)) or len(items) != len(args):
             raise bad
-        return tuple(coerce(v.strip() if isinstance(v, str) else v, a, where) for v, a in zip(items, args))
+        return tuple(
+            coerce(v.strip() if isinstance(v, str) else v, a, where) for v, a in zip(items, args, strict=False)
+        )
     if annotation is bool:
         if isinstance(value, bool):
             return value

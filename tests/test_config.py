@@ -69,7 +69,7 @@ def test_build_wraps_post_init_errors_with_section():
 
 def test_parse_sets_nests_and_rejects_malformed():
     assert parse_sets(["model.n_layer=6", "train.lr=1e-3"]) == {"model": {"n_layer": "6"}, "train": {"lr": "1e-3"}}
-    with pytest.raises(UserError, match="expected section.key=value"):
+    with pytest.raises(UserError, match=r"expected section\.key=value"):
         parse_sets(["model.n_layer"])
 
 
@@ -83,9 +83,9 @@ def test_toml_round_trip(tmp_path):
 def test_read_toml_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[model\nx=")
-    with pytest.raises(UserError, match="bad.toml: not valid TOML"):
+    with pytest.raises(UserError, match=r"bad\.toml: not valid TOML"):
         read_toml(bad)
-    with pytest.raises(UserError, match="missing.toml: config file not found"):
+    with pytest.raises(UserError, match=r"missing\.toml: config file not found"):
         read_toml(tmp_path / "missing.toml")
 
 

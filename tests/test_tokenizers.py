@@ -79,5 +79,5 @@ def test_load_tokenizer_errors(tmp_path):
         load_tokenizer(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(UserError, match="not a valid tokenizer.json"):
+    with pytest.raises(UserError, match=r"not a valid tokenizer\.json"):
         load_tokenizer(bad)

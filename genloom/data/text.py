@@ -182,7 +182,9 @@ def load_corpus(cfg: TextDataConfig) -> Corpus:
 def build_tokenizer(corpus: Corpus, cfg: TextDataConfig) -> Tokenizer:
     """Char vocabularies cover every split (nanoGPT does the same); BPE learns merges from train only."""
     if cfg.tokenizer == "char":
-        return train_tokenizer("char", corpus.train + corpus.val + [CHAR_DOC_SEPARATOR], byte_fallback=cfg.byte_fallback)
+        return train_tokenizer(
+            "char", corpus.train + corpus.val + [CHAR_DOC_SEPARATOR], byte_fallback=cfg.byte_fallback
+        )
     return train_tokenizer("bpe", corpus.train, vocab_size=cfg.vocab_size)
 
 

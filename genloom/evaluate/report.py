@@ -24,9 +24,9 @@ def plot_loss_curve(run_dir: str | Path) -> Path | None:
     if not train:
         return None
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(*zip(*train), lw=0.8, alpha=0.6, label="train loss (per step)")
+    ax.plot(*zip(*train, strict=False), lw=0.8, alpha=0.6, label="train loss (per step)")
     if val:
-        ax.plot(*zip(*val), "o-", lw=1.5, label="validation loss (estimate)")
+        ax.plot(*zip(*val, strict=False), "o-", lw=1.5, label="validation loss (estimate)")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(run_dir.name)

@@ -23,7 +23,7 @@ def generate(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Args: idx (B, T) prompt ids (T ≥ 1). Returns (B, T + max_new_tokens) ids."""
-    block_size = model.config.block_size  # type: ignore[union-attr]
+    block_size = int(model.config.block_size)  # type: ignore[union-attr,arg-type]
     for _ in range(max_new_tokens):
         context = idx[:, -block_size:]  # the model sees at most block_size tokens
         logits = model(context)[:, -1, :].float()  # (B, V) scores for the next token

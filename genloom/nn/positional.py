@@ -13,6 +13,8 @@ from torch import nn
 class SinusoidalPositions(nn.Module):
     """Fixed PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...); added to the embeddings."""
 
+    pe: torch.Tensor
+
     def __init__(self, max_len: int, dim: int, base: float = 10000.0) -> None:
         super().__init__()
         pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # (T, 1)

@@ -125,7 +125,9 @@ class Trainer:
         self.step = 0
         self.best_val_loss: float | None = None
         self.elapsed = 0.0  # training seconds over all sessions of this run
-        self._forward_backward = torch.compile(self._forward_backward_eager) if cfg.compile else self._forward_backward_eager
+        self._forward_backward = (
+            torch.compile(self._forward_backward_eager) if cfg.compile else self._forward_backward_eager
+        )
 
     # -- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -232,7 +234,9 @@ class Trainer:
         last_loss: float | None = None
         last_val: float | None = None
         stopped_by_time = False
-        bar = tqdm(total=cfg.max_iters, initial=self.step, disable=not cfg.progress, unit="it", dynamic_ncols=True, leave=True)
+        bar = tqdm(
+            total=cfg.max_iters, initial=self.step, disable=not cfg.progress, unit="it", dynamic_ncols=True, leave=True
+        )
         try:
             with stop.installed():
                 while self.step < cfg.max_iters:
@@ -242,7 +246,11 @@ class Trainer:
                     step_times.append(dt)
                     tokens_done += tokens
                     self.elapsed = elapsed_at_start + time.perf_counter() - session_start
-                    record: dict[str, Any] = {"step": self.step, "train_loss": last_loss, "lr": lr_at(self.step - 1, cfg)}
+                    record: dict[str, Any] = {
+                        "step": self.step,
+                        "train_loss": last_loss,
+                        "lr": lr_at(self.step - 1, cfg),
+                    }
                     record["ms"] = round(dt * 1000, 3)
                     if not math.isfinite(last_loss):
                         self.log(f"step {self.step}: the loss is {last_loss}; stopping (try a lower train.lr)")
@@ -250,7 +258,12 @@ class Trainer:
                         break
                     out_of_time = cfg.max_time is not None and self.elapsed >= cfg.max_time
                     stopped_by_time = out_of_time
-                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters or out_of_time or stop.requested:
+                    if (
+                        self.step % cfg.eval_interval == 0
+                        or self.step == cfg.max_iters
+                        or out_of_time
+                        or stop.requested
+                    ):
                         record.update(self.evaluate())
                         last_val = record["val_loss"]
                         if self.best_val_loss is None or last_val < self.best_val_loss:
@@ -277,7 +290,9 @@ class Trainer:
             val_loss=last_val,
             best_val_loss=self.best_val_loss,
             ms_per_iter=median * 1000 if median else None,
-            tokens_per_s=(cfg.batch_size * cfg.grad_accum * _tokens_per_sequence(self.data)) / median if median else None,
+            tokens_per_s=(cfg.batch_size * cfg.grad_accum * _tokens_per_sequence(self.data)) / median
+            if median
+            else None,
             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             elapsed_s=time.perf_counter() - session_start,
             interrupted=stop.requested,

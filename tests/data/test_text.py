@@ -54,7 +54,9 @@ def test_jsonl_field_and_errors(tmp_path):
 def test_undecodable_bytes_name_file_and_offset_and_replace_goes_on(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"hello \xff world")
-    with pytest.raises(UserError, match=r"bad.txt: undecodable utf-8 bytes at byte offset 6; pass --encoding-errors replace"):
+    with pytest.raises(
+        UserError, match=r"bad.txt: undecodable utf-8 bytes at byte offset 6; pass --encoding-errors replace"
+    ):
         read_documents(TextDataConfig(source=str(path)))
     assert read_documents(TextDataConfig(source=str(path), encoding_errors="replace")) == ["hello \ufffd world"]
 

@@ -142,7 +142,19 @@ def test_bf16_autocast_trains(tmp_path, small_text):
 
 def test_ctrl_c_saves_and_exits_cleanly_then_resumes(tmp_path, small_text):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "genloom", "train", "gpt", "--preset", "debug", "--data", str(small_text), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "genloom",
+        "train",
+        "gpt",
+        "--preset",
+        "debug",
+        "--data",
+        str(small_text),
+        "--out",
+        str(out),
+    ]
     cmd += ["--set", "train.max_iters=100000", "--set", "train.eval_interval=100000", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -150,7 +162,7 @@ def test_ctrl_c_saves_and_exits_cleanly_then_resumes(tmp_path, small_text):
     while time.time() < deadline and len(rundir.read_metrics(out)) < 5:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "stopped at step" in stderr
     step = rundir.load_state(out)["step"]

@@ -79,6 +79,10 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token embedding → positions → n_layer blocks → final norm → logits over the vocabulary."""
 
+    rope_cos: torch.Tensor  # buffers derived from the config, present for rope / alibi only
+    rope_sin: torch.Tensor
+    alibi: torch.Tensor
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.config = cfg
@@ -118,8 +122,8 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Args: idx (B, T) token ids with T ≤ block_size. Returns logits (B, T, vocab_size)."""
-        B, T = idx.shape
-        if T > self.config.block_size:
+        _B, T = idx.shape
+        if self.config.block_size < T:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+# The CPU build of torch; pinned here so pip never pulls a multi-GB CUDA build. Users elsewhere get torch>=2.4.
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/genloom demo
+
+lint: install
+	$(BIN)/ruff check genloom tests bench
+	$(BIN)/ruff format --check genloom tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/train_gpt.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache
