@@ -46,13 +46,14 @@ class Attention(nn.Module):
         then carries causality itself. Returns (B, T, C)."""
         B, T, _ = x.shape  # batch, time, channels
         hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
-        q, k, v = self.qkv(x).split([nh * hs, nkv * hs, nkv * hs], dim=-1)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        if rope is not None:
-            q = apply_rope(q, *rope)
-            k = apply_rope(k, *rope)
+        qkv = self.qkv(x)  # (B, T, (nh + 2·nkv)·hs)
+        qk = qkv[..., : (nh + nkv) * hs].view(B, T, nh + nkv, hs)
+        if rope is not None:  # rotate queries and keys together: half the kernels of doing each
+            cos, sin = rope
+            qk = apply_rope(qk, cos[:, None, :], sin[:, None, :])  # cos/sin (T, 1, hs) broadcast over heads
+        q = qk[:, :, :nh].transpose(1, 2)  # (B, nh, T, hs)
+        k = qk[:, :, nh:].transpose(1, 2)  # (B, nkv, T, hs)
+        v = qkv[..., (nh + nkv) * hs :].view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
         if nkv != nh:  # each key/value head serves nh / nkv query heads
             k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
             v = v.repeat_interleave(nh // nkv, dim=1)

@@ -37,7 +37,10 @@ def rope_cache(max_len: int, head_dim: int, theta: float = 10000.0) -> tuple[tor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x_i, x_{i+hs/2}) by position-dependent angles; x is (B, nh, T, hs), cos/sin (T, hs)."""
+    """Rotate pairs (x_i, x_{i+hs/2}) by position-dependent angles (eq. 34, Su et al. 2021).
+
+    x is (..., hs) with the time axis lined up with cos/sin, e.g. x (B, nh, T, hs) with cos (T, hs), or
+    x (B, T, nh, hs) with cos (T, 1, hs)."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
