@@ -7,9 +7,10 @@ with 100 warmup, AdamW (0.9, 0.99), weight decay 0.1, clip 1.0, eval every 250 s
 Runs, one after another (never concurrently: two torch processes on 2 cores distort both), repeated
 `--rounds` times in alternation so drift hits every contender alike:
   - nanoGPT  : karpathy/nanoGPT `train.py`, fetched outside this repo (`--nanogpt DIR`), run unchanged;
-  - genloom-learned-fp32 : our preset with nanoGPT's exact architecture (learned positions), fp32;
-  - genloom-preset-fp32  : the `nanogpt-cpu` preset as shipped (RoPE), fp32;
-  - genloom-preset-bf16  : the same with bf16 autocast (AVX-512-BF16 matmuls, fp32 master weights).
+  - genloom-learned-fp32 : our trainer with nanoGPT's exact architecture (learned positions) in fp32;
+  - genloom-rope-fp32    : the preset's architecture (RoPE) in fp32;
+  - genloom-preset       : the `nanogpt-cpu` preset as shipped: RoPE, bf16 autocast for the matmuls
+                           (AVX-512-BF16; fp32 master weights, optimizer state and attention).
 Reported: median ms/iteration, training tokens/s, whole-run wall time, validation loss at step 2000
 (nanoGPT's 20-batch estimate, and for genloom also the exact loss over the whole validation split), and
 peak RSS. The ratio is nanoGPT's median ms/iteration over ours. Results go to bench/RESULTS.md.
@@ -94,11 +95,19 @@ def run_child(argv: list[str], cwd: Path, log: Path) -> tuple[str, float, float]
 
 
 def run_nanogpt(nanogpt: Path, logdir: Path, tag: str) -> dict[str, float]:
-    out, wall, peak = run_child(["train.py", *NANOGPT_ARGS, f"--out_dir={logdir / tag}"], nanogpt, logdir / f"{tag}.log")
+    out, wall, peak = run_child(
+        ["train.py", *NANOGPT_ARGS, f"--out_dir={logdir / tag}"], nanogpt, logdir / f"{tag}.log"
+    )
     times = [float(t) for t in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", out, re.M)]
     val = float(re.findall(r"step 2000: train loss [\d.]+, val loss ([\d.]+)", out)[-1])
     ms = statistics.median(times)
-    return {"ms_per_iter": ms, "tokens_per_s": 12 * 64 / ms * 1000, "wall_s": wall, "val_estimate": val, "peak_rss_mb": peak}
+    return {
+        "ms_per_iter": ms,
+        "tokens_per_s": 12 * 64 / ms * 1000,
+        "wall_s": wall,
+        "val_estimate": val,
+        "peak_rss_mb": peak,
+    }
 
 
 def run_genloom(logdir: Path, tag: str, sets: list[str]) -> dict[str, float]:
@@ -124,15 +133,17 @@ def run_genloom(logdir: Path, tag: str, sets: list[str]) -> dict[str, float]:
 
 
 CONTENDERS = {
-    "genloom-learned-fp32": ["model.pos_encoding=learned"],
-    "genloom-preset-fp32": [],
-    "genloom-preset-bf16": ["train.dtype=bfloat16"],
+    "genloom-learned-fp32": ["model.pos_encoding=learned", "train.dtype=float32"],  # nanoGPT's model, fp32
+    "genloom-rope-fp32": ["train.dtype=float32"],
+    "genloom-preset (rope, bf16)": [],  # nanogpt-cpu exactly as shipped
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nanogpt", type=Path, required=True, help="a checkout of karpathy/nanoGPT (outside this repo)")
+    parser.add_argument(
+        "--nanogpt", type=Path, required=True, help="a checkout of karpathy/nanoGPT (outside this repo)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of all contenders")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
@@ -144,7 +155,7 @@ def main() -> None:
             results["nanoGPT"].append(run_nanogpt(args.nanogpt, logdir, f"nanogpt{r}"))
             print("nanoGPT", results["nanoGPT"][-1], flush=True)
             for name, sets in CONTENDERS.items():
-                results[name].append(run_genloom(logdir, f"{name}{r}", sets))
+                results[name].append(run_genloom(logdir, f"{name.split()[0]}{r}", sets))
                 print(name, results[name][-1], flush=True)
     med = {k: {m: statistics.median(x[m] for x in v) for m in v[0]} for k, v in results.items()}
     base = med["nanoGPT"]["ms_per_iter"]
@@ -158,7 +169,14 @@ def main() -> None:
             f"| {name} | {m['ms_per_iter']:.2f} | {m['tokens_per_s']:,.0f} | {base / m['ms_per_iter']:.2f}× | "
             f"{m['wall_s']:.0f} | {m['val_estimate']:.4f} | {exact} | {m['peak_rss_mb']:.0f} |"
         )
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.machine())
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.machine(),
+    )
     import torch
 
     body = "\n".join(

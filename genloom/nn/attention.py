@@ -7,6 +7,8 @@ additive bias. `causal=False` with a padding mask gives the bidirectional encode
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,13 +59,20 @@ class Attention(nn.Module):
         if nkv != nh:  # each key/value head serves nh / nkv query heads
             k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
             v = v.repeat_interleave(nh // nkv, dim=1)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_bias,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=self.causal and attn_bias is None,
-        )  # (B, nh, T, hs)
+        cpu_bf16 = q.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        # Under autocast on CPU, attention itself runs in fp32 (autocast would cast it back to bf16):
+        # the bf16 flash-attention backward kernel measured ~5× slower than fp32 here; the matmuls
+        # around it keep their bf16 speed-up.
+        with torch.autocast("cpu", enabled=False) if cpu_bf16 else contextlib.nullcontext():
+            if cpu_bf16:
+                q, k, v = q.float(), k.float(), v.float()
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=attn_bias,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=self.causal and attn_bias is None,
+            )  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, nh * hs)  # re-assemble heads side by side
         return self.resid_dropout(self.proj(y))

@@ -21,7 +21,9 @@ def test_smoke_every_variant(pos, mlp, norm):
     model = tiny(pos_encoding=pos, mlp=mlp, norm=norm)
     x = torch.randint(0, 50, (3, 16))
     loss, _ = model.loss((x, torch.roll(x, -1, 1)))
-    assert torch.isfinite(loss.detach()) and abs(loss.detach().item() - torch.log(torch.tensor(50.0))) < 0.5  # ≈ uniform at init
+    assert (
+        torch.isfinite(loss.detach()) and abs(loss.detach().item() - torch.log(torch.tensor(50.0))) < 0.5
+    )  # ≈ uniform at init
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
