@@ -70,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import genloom as gl
 
     print("genloom demo: training a character-level GPT on Tiny Shakespeare (about two minutes)...", flush=True)
-    out = gl.demo(args.out)
+    out = gl.demo(args.out, max_iters=args.max_iters)
     r, m = out["result"], out["metrics"]
     print("\n--- sample ---\n" + out["sample"] + "\n--------------")
     print(f"validation loss {m['val_loss']:.4f}, perplexity {m['val_perplexity']:.3f} (whole validation split)")
@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train a small Shakespeare GPT (~2 min), sample it, write a report")
     p.add_argument("--out", default="runs/demo", help="run directory for the demo")
+    p.add_argument(
+        "--max-iters", type=int, default=None, help="train fewer steps than the preset's 1500 (quicker, worse)"
+    )
     p.set_defaults(handler=_cmd_demo)
     return parser
 

@@ -222,3 +222,16 @@ def test_resume_after_the_corpus_changed_is_refused(capsys, tmp_path, small_text
     corpus.write_text(small_text.read_text()[:-200])
     code, _, err = run_cli(capsys, "train", "gpt", "--out", str(run), "--resume", "--set", "train.max_iters=8")
     assert_user_error(code, err, "the corpus differs from the one this run was trained on")
+
+
+def test_demo_end_to_end_on_the_bundled_corpus(capsys, tmp_path):
+    out = tmp_path / "demo"
+    code, stdout, _ = run_cli(capsys, "demo", "--out", str(out), "--max-iters", "12")
+    assert code == 0
+    assert "--- sample ---\nROMEO:" in stdout and "perplexity" in stdout and str(out) in stdout
+    sample = stdout.split("--- sample ---\n")[1].split("\n--------------")[0]
+    assert len(sample) > 400  # the prompt plus 500 generated characters
+    card = (out / "card.md").read_text()
+    assert "tinyshakespeare" in card and "MIT" in card and "loss_curve.png" in card
+    code, stdout, _ = run_cli(capsys, "demo", "--out", str(out), "--max-iters", "2")  # reruns replace the demo run
+    assert code == 0 and max(r["step"] for r in rundir.read_metrics(out)) == 2
