@@ -170,3 +170,13 @@ def test_ctrl_c_saves_and_exits_cleanly_then_resumes(tmp_path, small_text):
     assert max(r["step"] for r in rundir.read_metrics(out)) == step
     result = gl.train("gpt", out=out, resume=True, sets=[f"train.max_iters={step + 2}", "train.progress=false"])
     assert result.step == step + 2
+
+
+def test_torch_compile_trains_like_eager(tmp_path, small_text):
+    sets = [*FAST, "train.max_iters=3", "train.eval_interval=3"]
+    gl.train("gpt", out=tmp_path / "eager", data=str(small_text), preset="debug", sets=sets)
+    gl.train("gpt", out=tmp_path / "compiled", data=str(small_text), preset="debug", sets=[*sets, "train.compile=true"])
+    eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert eager.keys() == compiled.keys() == {1, 2, 3}
+    for step in eager:
+        assert compiled[step] == pytest.approx(eager[step], rel=1e-4)
