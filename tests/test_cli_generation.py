@@ -30,12 +30,13 @@ def test_sample_options(capsys, tmp_path, trained_run):
     code, out, _ = run_cli(
         capsys, "sample", run, "--prompt", "A", "--max-new-tokens", "3", "--temperature", "0", "--logprobs", "2"
     )
-    assert code == 0 and "--- logprobs" in out and len(out.split("--- logprobs")[1].strip().splitlines()) == 3
+    assert code == 0 and len(out.split("alternatives) ---\n")[1].splitlines()) == 3
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("ROMEO:\nTo be\n\nKING\n")
-    code, out, _ = run_cli(capsys, "sample", run, "--prompts-file", str(prompts), "--max-new-tokens", "8")
+    prompts.write_text("ROMEO:\nTo be\n\nAnd so\n")
+    code, out, err = run_cli(capsys, "sample", run, "--prompts-file", str(prompts), "--max-new-tokens", "8")
     rows = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and [r["prompt"] for r in rows] == ["ROMEO:", "To be", "KING"]
+    assert code == 0, err
+    assert [r["prompt"] for r in rows] == ["ROMEO:", "To be", "And so"]
     assert all(r["finish_reason"] == "length" for r in rows)
 
 
