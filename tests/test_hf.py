@@ -84,12 +84,36 @@ def test_load_hf_logits_and_greedy_match_transformers(tmp_path, tokenizer, build
     assert ours.token_ids == hf_greedy(ref, torch.tensor([prompt]), N_NEW)
 
 
-def test_beam_search_matches_transformers(tmp_path, tokenizer):
-    ref = gpt2(tokenizer)
+@pytest.mark.parametrize(("length_penalty", "early_stopping"), [(1.0, False), (0.5, True), (2.0, False)])
+def test_beam_search_matches_transformers(tmp_path, tokenizer, length_penalty, early_stopping):
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(
+        vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=64, n_layer=2, n_head=4, initializer_range=0.2
+    )  # larger random weights: peaked, varied next-token distributions
+    ref = transformers.GPT2LMHeadModel(cfg).eval()
     lm = gl.load(save_hf_model(ref, tokenizer, tmp_path / "hf"))
     prompt = tokenizer.encode("KING")
+    ids = torch.tensor([prompt])
     (ours,) = lm.complete("KING", max_new_tokens=12, num_beams=4, stop_at_eos=False)
-    assert ours.token_ids == hf_greedy(ref, torch.tensor([prompt]), 12, num_beams=4)
+    plain = hf_greedy(ref, ids, 12, num_beams=4)
+    assert ours.token_ids == plain
+    eos = plain[5]  # an end-of-text token the beams meet: hypotheses finish at different lengths
+    ref.generation_config.pad_token_id = eos
+    theirs = ref.generate(
+        ids,
+        max_new_tokens=12,
+        num_beams=4,
+        do_sample=False,
+        eos_token_id=eos,
+        length_penalty=length_penalty,
+        early_stopping=early_stopping,
+    )[0, len(prompt) :].tolist()
+    lm.tokenizer.eos_id = eos
+    (ours,) = lm.complete(
+        "KING", max_new_tokens=12, num_beams=4, length_penalty=length_penalty, early_stopping=early_stopping
+    )
+    assert ours.token_ids == (theirs[: theirs.index(eos)] if eos in theirs else theirs)
+    assert ours.finish_reason == ("eos" if eos in theirs else "length")
 
 
 def test_sharded_checkpoint_and_its_errors(tmp_path, tokenizer):
