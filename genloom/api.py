@@ -351,11 +351,19 @@ def _write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> N
 class LanguageModel:
     """A loaded text run: model, tokenizer and config joined for generation and evaluation."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path, bos_id: int | None = None
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.run_dir = run_dir
+        self.bos_id = bos_id  # prepended to every prompt (Llama checkpoints expect a beginning-of-text token)
+
+    def _ids(self, prompt: str) -> list[int]:
+        if self.bos_id is not None:
+            return [self.bos_id, *(self.tokenizer.encode(prompt) if prompt else [])]
+        return _prompt_ids(self.tokenizer, prompt)
 
     @overload
     def generate(
@@ -402,15 +410,13 @@ class LanguageModel:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise UserError("no prompts given")
-        ids = [_prompt_ids(self.tokenizer, p) for p in prompts]
+        ids = [self._ids(p) for p in prompts]
         return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Yield the continuation of `prompt` in pieces as they are decided (whole characters only)."""
         cfg = generation_config(**options)
-        return stream(
-            self.model, _prompt_ids(self.tokenizer, prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id
-        )
+        return stream(self.model, self._ids(prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
 
 def generation_config(**options: Any) -> GenerationConfig:
@@ -490,9 +496,9 @@ def _load_hf(path: Path) -> LanguageModel:
     from genloom.data.text import TextDataConfig
     from genloom.hf import load_hf
 
-    model, tokenizer, cfg = load_hf(path)
+    model, tokenizer, cfg, bos_id = load_hf(path)
     rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
-    return LanguageModel(model, tokenizer, rc, path)
+    return LanguageModel(model, tokenizer, rc, path, bos_id)
 
 
 def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint: str = "last") -> Path:

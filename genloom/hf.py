@@ -216,8 +216,9 @@ def _read_tensors(path: Path, model_type: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig]:
-    """Build a genloom GPT from a Hugging Face GPT-2 or Llama directory (weights in fp32)."""
+def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig, int | None]:
+    """Build a genloom GPT from a Hugging Face GPT-2 or Llama directory (weights in fp32). Also returns
+    the beginning-of-text id that prompts start with: Llama's `bos_token_id` (GPT-2 uses none)."""
     path = Path(path)
     model_type, cfg, raw = read_hf_config(path)
     tokenizer = load_tokenizer(path / TOKENIZER_FILE)
@@ -243,7 +244,8 @@ def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig]:
                 )
             params[ours].copy_(value)
     model.eval()
-    return model, tokenizer, cfg
+    bos = raw.get("bos_token_id") if model_type == "llama" else None
+    return model, tokenizer, cfg, bos[0] if isinstance(bos, list) else bos
 
 
 # ---- export ------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def gpt2(tok: BPETokenizer) -> transformers.PreTrainedModel:
     return transformers.GPT2LMHeadModel(cfg).eval()
 
 
-def llama(tok: BPETokenizer, n_kv: int = 2, tied: bool = False) -> transformers.PreTrainedModel:
+def llama(tok: BPETokenizer, n_kv: int = 2, tied: bool = False, bos: int | None = None) -> transformers.PreTrainedModel:
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=tok.vocab_size,
@@ -53,7 +53,7 @@ def llama(tok: BPETokenizer, n_kv: int = 2, tied: bool = False) -> transformers.
         rope_parameters={"rope_type": "default", "rope_theta": 50_000.0},
         tie_word_embeddings=tied,
         eos_token_id=None,
-        bos_token_id=None,
+        bos_token_id=bos,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # random norms, so a wrong norm mapping would show
@@ -114,6 +114,17 @@ def test_beam_search_matches_transformers(tmp_path, tokenizer, length_penalty, e
     )
     assert ours.token_ids == (theirs[: theirs.index(eos)] if eos in theirs else theirs)
     assert ours.finish_reason == ("eos" if eos in theirs else "length")
+
+
+def test_llama_prompts_start_with_bos(tmp_path, tokenizer):
+    ref = llama(tokenizer, bos=7)
+    lm = gl.load(save_hf_model(ref, tokenizer, tmp_path / "hf"))
+    prompt = [7, *tokenizer.encode("ROMEO")]
+    (ours,) = lm.complete("ROMEO", max_new_tokens=16, temperature=0, stop_at_eos=False)
+    assert ours.prompt_tokens == len(prompt)
+    assert ours.token_ids == hf_greedy(ref, torch.tensor([prompt]), 16)
+    (empty,) = lm.complete("", max_new_tokens=4, temperature=0, stop_at_eos=False)  # BOS alone: unconditional
+    assert empty.prompt_tokens == 1 and len(empty.token_ids) == 4
 
 
 def test_sharded_checkpoint_and_its_errors(tmp_path, tokenizer):
