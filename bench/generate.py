@@ -55,16 +55,16 @@ def build(overrides: dict[str, int], where: Path):  # -> (transformers model, ge
     return hf, gl.load(where)
 
 
-def run_hf(model, ids: torch.Tensor) -> torch.Tensor:
+def run_hf(model, ids: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:
     with torch.inference_mode():
-        out = model.generate(ids, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
+        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
     return out[:, ids.shape[1] :]
 
 
-def run_genloom(lm, ids: torch.Tensor) -> torch.Tensor:
+def run_genloom(lm, ids: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:
     from genloom.generation import GenerationConfig, complete
 
-    cfg = GenerationConfig(max_new_tokens=NEW_TOKENS, temperature=0, stop_at_eos=False)
+    cfg = GenerationConfig(max_new_tokens=n, temperature=0, stop_at_eos=False)
     out = complete(lm.model, ids.tolist(), cfg, lambda t: "")
     return torch.tensor([c.token_ids for c in out])
 
@@ -86,7 +86,7 @@ def main() -> None:
             ids = torch.randint(
                 0, overrides["vocab_size"], (batch, PROMPT_TOKENS), generator=torch.Generator().manual_seed(1)
             )
-            same = torch.equal(run_hf(hf, ids), run_genloom(lm, ids))  # warm-up, and the outputs agree
+            same = torch.equal(run_hf(hf, ids, 32), run_genloom(lm, ids, 32))  # warm-up; the outputs agree
             times: dict[str, list[float]] = {"transformers": [], "genloom": []}
             for _ in range(args.rounds):
                 for contender, fn, model in (("transformers", run_hf, hf), ("genloom", run_genloom, lm)):
@@ -124,7 +124,8 @@ def main() -> None:
         )
     body = f"""Command: `python bench/generate.py --rounds {args.rounds}`. Greedy, fp32, 2 threads, {PROMPT_TOKENS}-token prompt,
 {NEW_TOKENS} new tokens, KV cache on in both, same random GPT-2-architecture weights in both engines.
-Median of {args.rounds} alternating rounds after a warm-up. transformers {transformers.__version__}, torch {torch.__version__},
+Median of {args.rounds} alternating rounds after a 32-token warm-up (whose greedy tokens are compared:
+"same tokens"). transformers {transformers.__version__}, torch {torch.__version__},
 {cpu}. **The machine was shared** (another helper's tests may have been running): figures are noisy,
 the ratios (measured side by side) are the meaningful part.
 
