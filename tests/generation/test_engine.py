@@ -219,3 +219,12 @@ def test_empty_prompt_needs_an_unconditional_start():
     tok.eos_id = None
     with pytest.raises(UserError, match="empty prompt"):
         _prompt_ids(tok, "")
+
+
+def test_each_decode_step_feeds_one_token_through_the_cache():
+    model = tiny()
+    seen: list[tuple[int, ...]] = []
+    hook = model.wte.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    complete(model, [[1, 2, 3, 4], [5, 6]], GenerationConfig(max_new_tokens=6, temperature=0), decode)
+    hook.remove()
+    assert seen == [(2, 4)] + [(2, 1)] * 5  # one prefill, then one new token per row per step
