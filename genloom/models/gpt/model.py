@@ -195,8 +195,10 @@ class GPT(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None
         mask: torch.Tensor | None = None
         if not padded:  # every row at the same positions: slot index = position, slices of the tables
-            if self.wpe is not None:
-                x = x + self.wpe(torch.arange(start, end, device=idx.device))  # (T, C)
+            if isinstance(self.wpe, nn.Embedding):
+                x = x + self.wpe.weight[start:end]  # (T, C) rows of the table, no index tensor per step
+            elif self.wpe is not None:
+                x = x + self.wpe.pe[start:end]  # type: ignore[index]
             if kind == "rope":
                 rope = (self.rope_cos[start:end], self.rope_sin[start:end])  # (T, hs)
             if kind == "alibi":
