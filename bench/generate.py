@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ CASES = {  # name: (GPT2Config overrides, batch sizes)
 }
 
 
-def build(overrides: dict[str, int], where: Path):  # -> (transformers model, genloom LanguageModel)
+def build(overrides: dict[str, int], where: Path) -> tuple[Any, Any]:  # (transformers model, genloom LanguageModel)
     import transformers
 
     import genloom as gl
@@ -55,13 +56,13 @@ def build(overrides: dict[str, int], where: Path):  # -> (transformers model, ge
     return hf, gl.load(where)
 
 
-def run_hf(model, ids: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:
+def run_hf(model: Any, ids: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
     return out[:, ids.shape[1] :]
 
 
-def run_genloom(lm, ids: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:
+def run_genloom(lm: Any, ids: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:
     from genloom.generation import GenerationConfig, complete
 
     cfg = GenerationConfig(max_new_tokens=n, temperature=0, stop_at_eos=False)
