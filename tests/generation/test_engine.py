@@ -228,3 +228,12 @@ def test_each_decode_step_feeds_one_token_through_the_cache():
     complete(model, [[1, 2, 3, 4], [5, 6]], GenerationConfig(max_new_tokens=6, temperature=0), decode)
     hook.remove()
     assert seen == [(2, 4)] + [(2, 1)] * 5  # one prefill, then one new token per row per step
+
+
+def test_decoding_follows_weight_updates():
+    model = tiny()
+    cfg = GenerationConfig(max_new_tokens=8, temperature=0, stop_at_eos=False)
+    complete(model, [[1, 2, 3]], cfg, decode)  # builds the decoding copy of the output projection
+    with torch.no_grad():
+        model.lm_head.weight.mul_(-1.5)  # an in-place update, as an optimizer step makes
+    assert complete(model, [[1, 2, 3]], cfg, decode)[0].token_ids == naive_greedy(model, [1, 2, 3], 8)

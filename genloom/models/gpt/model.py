@@ -235,9 +235,23 @@ class GPT(nn.Module):
         cache.length = end
         if not padded:
             cache.seen += T
-        if last_only:
-            x = x[:, -1:]  # (B, 1, C): the vocabulary projection is the costliest matmul of a step
-        return self.lm_head(self.norm_f(x))  # (B, T or 1, vocab_size)
+        if not last_only:
+            return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
+        return self.norm_f(x[:, -1:]) @ self._head_transposed()  # (B, 1, vocab_size)
+
+    def _head_transposed(self) -> torch.Tensor:
+        """The output projection as a contiguous (C, V) matrix, for decoding.
+
+        The vocabulary projection is the largest matmul of a decode step (38M of GPT-2's 124M
+        parameters); with one or a few rows, the (C, V) layout measured 1.2–1.6× faster on CPU than
+        `nn.Linear`'s (V, C). The copy costs V·C more memory while decoding and is rebuilt whenever
+        the weight changes (training bumps its version) or moves."""
+        w = self.lm_head.weight
+        key = (w.data_ptr(), w._version, w.dtype)
+        if getattr(self, "_head_key", None) != key:
+            self._head_t = w.detach().t().contiguous()  # (C, V)
+            self._head_key = key
+        return self._head_t
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean next-token cross-entropy in nats; batch is (inputs, targets), each (B, T)."""
