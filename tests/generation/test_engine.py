@@ -231,7 +231,10 @@ def test_each_decode_step_feeds_one_token_through_the_cache():
 
 
 def test_decoding_follows_weight_updates():
-    model = tiny()
+    from genloom.models.gpt.model import HEAD_TRANSPOSE_MIN
+
+    model = tiny(vocab_size=33_000)  # a projection large enough for the transposed decoding copy
+    assert model.lm_head.weight.numel() >= HEAD_TRANSPOSE_MIN
     cfg = GenerationConfig(max_new_tokens=8, temperature=0, stop_at_eos=False)
     complete(model, [[1, 2, 3]], cfg, decode)  # builds the decoding copy of the output projection
     with torch.no_grad():

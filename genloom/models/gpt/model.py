@@ -35,6 +35,8 @@ from genloom.nn import (
     rope_cache,
 )
 
+HEAD_TRANSPOSE_MIN = 2**20  # decode with a transposed copy of output projections at least this large
+
 
 @dataclass
 class GPTConfig:
@@ -237,14 +239,17 @@ class GPT(nn.Module):
             cache.seen += T
         if not last_only:
             return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
-        return self.norm_f(x[:, -1:]) @ self._head_transposed()  # (B, 1, vocab_size)
+        x = self.norm_f(x[:, -1:])  # (B, 1, C)
+        if self.lm_head.weight.numel() < HEAD_TRANSPOSE_MIN:
+            return self.lm_head(x)
+        return x @ self._head_transposed()  # (B, 1, vocab_size)
 
     def _head_transposed(self) -> torch.Tensor:
         """The output projection as a contiguous (C, V) matrix, for decoding.
 
         The vocabulary projection is the largest matmul of a decode step (38M of GPT-2's 124M
         parameters); with one or a few rows, the (C, V) layout measured 1.2–1.6× faster on CPU than
-        `nn.Linear`'s (V, C). The copy costs V·C more memory while decoding and is rebuilt whenever
+        `nn.Linear`'s (V, C) for GPT-2's 50257 × 768 (small projections keep `nn.Linear`). The copy costs V·C more memory while decoding and is rebuilt whenever
         the weight changes (training bumps its version) or moves."""
         w = self.lm_head.weight
         key = (w.data_ptr(), w._version, w.dtype)
