@@ -115,13 +115,14 @@ def main() -> None:
             cpu = line.split(":", 1)[1].strip()
             break
     table = [
-        "| model | batch | transformers tok/s | genloom tok/s | ratio | ms/step (tf → gl) | KV cache (genloom) | same tokens |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | transformers tok/s | genloom tok/s | ratio | ms/step (tf → gl) | ms/token (tf → gl) | KV cache (genloom) | same tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         table.append(
             f"| {r['case']} | {r['batch']} | {r['hf_tok_s']:.0f} | {r['gl_tok_s']:.0f} | **{r['ratio']:.2f}×** | "
-            f"{r['hf_ms']:.2f} → {r['gl_ms']:.2f} | {r['kv_mb']:.1f} MiB | {'yes' if r['same'] else 'no'} |"
+            f"{r['hf_ms']:.2f} → {r['gl_ms']:.2f} | {r['hf_ms'] / r['batch']:.2f} → {r['gl_ms'] / r['batch']:.2f} | "
+            f"{r['kv_mb']:.1f} MiB | {'yes' if r['same'] else 'no'} |"
         )
     body = f"""Command: `python bench/generate.py --rounds {args.rounds}`. Greedy, fp32, 2 threads, {PROMPT_TOKENS}-token prompt,
 {NEW_TOKENS} new tokens, KV cache on in both, same random GPT-2-architecture weights in both engines.
