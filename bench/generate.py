@@ -134,9 +134,11 @@ the ratios (measured side by side) are the meaningful part.
 {chr(10).join(table)}
 
 What genloom does per step: one preallocated KV cache (no concatenation or re-slicing copies), GQA
-without repeating key/value heads, the vocabulary projection for the last position only, the whole
-loop under `torch.inference_mode`, no mask rebuilt for unpadded batches and no CPU sync besides
-reading the chosen token ids."""
+without repeating key/value heads, the vocabulary projection for the last position only and, for a
+large vocabulary, from a contiguous (C, V) copy of the tied weight (the skinny matmul is faster in
+that layout here), `nn.Linear` weights kept in their (out, in) layout (faster than GPT-2's Conv1D
+(in, out) at batch 1), the whole loop under `torch.inference_mode`, no mask rebuilt for unpadded
+batches, and no CPU sync besides reading the chosen token ids. No `torch.compile`."""
     update_results("generate", "Text generation: genloom vs transformers generate", body)
 
 
