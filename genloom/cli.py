@@ -80,6 +80,7 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     import genloom as gl
     from genloom.errors import UserError
@@ -89,7 +90,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     prompt = _unescape(args.prompt)
     if args.prompts_file is not None:  # a batch: one prompt per line in, one JSON object per line out
         try:
-            lines = open(args.prompts_file, encoding="utf-8").read().splitlines()  # noqa: SIM115
+            lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise UserError(f"--prompts-file {args.prompts_file}: cannot read it ({e.strerror})") from None
         prompts = [_unescape(line) for line in lines if line.strip()]
