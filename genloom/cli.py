@@ -93,6 +93,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise UserError(f"--prompts-file {args.prompts_file}: cannot read it ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--prompts-file {args.prompts_file}: not UTF-8 text (byte offset {e.start})") from None
         prompts = [_unescape(line) for line in lines if line.strip()]
         if not prompts:
             raise UserError(f"--prompts-file {args.prompts_file}: no prompts (one per line expected)")
