@@ -205,3 +205,37 @@ def test_exported_llama_style_model_loads_in_transformers(tmp_path, tokenizer):
         assert torch.allclose(ref(ids).logits, model(ids), atol=1e-4)
     with pytest.raises(UserError, match="no Hugging Face twin"):
         save_hf(GPT(GPTConfig(pos_encoding="alibi")), tokenizer, tmp_path / "alibi")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_left_padded_batch_matches_transformers(tmp_path, tokenizer, arch):
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        cfg = transformers.GPT2Config(
+            vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=64, n_layer=2, n_head=4, initializer_range=0.2
+        )
+        ref = transformers.GPT2LMHeadModel(cfg).eval()
+    else:
+        cfg = transformers.LlamaConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=64,
+            intermediate_size=160,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            initializer_range=0.2,
+            bos_token_id=None,
+        )
+        ref = transformers.LlamaForCausalLM(cfg).eval()
+    lm = gl.load(save_hf_model(ref, tokenizer, tmp_path / "hf"))
+    prompts = ["ROMEO: what say you", "KING", "O"]
+    ids = [tokenizer.encode(p) for p in prompts]
+    P = max(map(len, ids))
+    batch = torch.tensor([[0] * (P - len(p)) + p for p in ids])
+    mask = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in ids])
+    ref.generation_config.eos_token_id = None
+    ref.generation_config.pad_token_id = 0
+    theirs = ref.generate(batch, attention_mask=mask, max_new_tokens=20, do_sample=False)[:, P:].tolist()
+    ours = lm.complete(prompts, max_new_tokens=20, temperature=0, stop_at_eos=False)
+    assert [c.token_ids for c in ours] == theirs
