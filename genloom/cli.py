@@ -182,7 +182,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     """Every `GenerationConfig` option as a flag (see docs/generation.md)."""
-    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per prompt")
     p.add_argument("--temperature", type=float, default=None, help="0 means greedy (default 0.8; 0 with beams)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep this much probability mass")
@@ -193,7 +193,7 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS", help="add BIAS to token ID's logit")
     p.add_argument("--ban", action="append", type=int, default=[], metavar="ID", help="never generate token ID")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end at TEXT (not printed); repeatable")
-    p.add_argument("--num-beams", type=int, default=1, help="> 1: beam search (use with --temperature 0)")
+    p.add_argument("--num-beams", type=int, default=1, help="> 1: beam search (deterministic; no sampling flags)")
     p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length ** this")
     p.add_argument("--early-stopping", action="store_true", help="beam search ends when num_beams hypotheses end")
     p.add_argument(
