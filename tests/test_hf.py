@@ -40,7 +40,9 @@ def gpt2(tok: BPETokenizer) -> transformers.PreTrainedModel:
     return transformers.GPT2LMHeadModel(cfg).eval()
 
 
-def llama(tok: BPETokenizer, n_kv: int = 2, tied: bool = False, bos: int | None = None) -> transformers.PreTrainedModel:
+def llama(
+    tok: BPETokenizer, n_kv: int = 2, tied: bool = False, bos: int | None = None, init: float = 0.02
+) -> transformers.PreTrainedModel:
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=tok.vocab_size,
@@ -54,6 +56,7 @@ def llama(tok: BPETokenizer, n_kv: int = 2, tied: bool = False, bos: int | None 
         tie_word_embeddings=tied,
         eos_token_id=None,
         bos_token_id=bos,
+        initializer_range=init,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # random norms, so a wrong norm mapping would show
@@ -216,18 +219,7 @@ def test_left_padded_batch_matches_transformers(tmp_path, tokenizer, arch):
         )
         ref = transformers.GPT2LMHeadModel(cfg).eval()
     else:
-        cfg = transformers.LlamaConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=64,
-            intermediate_size=160,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            initializer_range=0.2,
-            bos_token_id=None,
-        )
-        ref = transformers.LlamaForCausalLM(cfg).eval()
+        ref = llama(tokenizer, init=0.2)
     lm = gl.load(save_hf_model(ref, tokenizer, tmp_path / "hf"))
     prompts = ["ROMEO: what say you", "KING", "O"]
     ids = [tokenizer.encode(p) for p in prompts]
