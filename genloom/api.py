@@ -19,10 +19,10 @@ import dataclasses
 import hashlib
 import json
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ from genloom.data.text import (
 )
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, plot_loss_curve, write_card
-from genloom.generation import generate
+from genloom.generation import Completion, GenerationConfig, complete, generate, stream
 from genloom.models import FAMILIES, Family, get_family, get_preset
 from genloom.tokenizers import CharTokenizer, Tokenizer, load_tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
@@ -351,12 +351,21 @@ def _write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> N
 class LanguageModel:
     """A loaded text run: model, tokenizer and config joined for generation and evaluation."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path, bos_id: int | None = None
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.run_dir = run_dir
+        self.bos_id = bos_id  # prepended to every prompt (Llama checkpoints expect a beginning-of-text token)
 
+    def _ids(self, prompt: str) -> list[int]:
+        if self.bos_id is not None:
+            return [self.bos_id, *(self.tokenizer.encode(prompt) if prompt else [])]
+        return _prompt_ids(self.tokenizer, prompt)
+
+    @overload
     def generate(
         self,
         prompt: str = "",
@@ -364,21 +373,74 @@ class LanguageModel:
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
-    ) -> str:
-        """The continuation of `prompt` (without the prompt). temperature 0 is greedy."""
-        if max_new_tokens < 0:
-            raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if top_k is not None and top_k <= 0:
-            raise UserError(f"top_k must be a positive integer, got {top_k}")
-        ids = torch.tensor([_prompt_ids(self.tokenizer, prompt)])
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = generate(self.model, ids, max_new_tokens, temperature, top_k, generator)
-        return self.tokenizer.decode(out[0, ids.shape[1] :].tolist())
+        **options: Any,
+    ) -> str: ...
+
+    @overload
+    def generate(
+        self,
+        prompt: Sequence[str],
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> list[str]: ...
+
+    def generate(
+        self,
+        prompt: str | Sequence[str] = "",
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> str | list[str]:
+        """The continuation of `prompt` (without the prompt); a list of prompts gives a list, generated
+        as one batch. temperature 0 is greedy; `options` are any other `GenerationConfig` fields
+        (top_p, min_p, stop, num_beams, repetition_penalty, ...)."""
+        options.update(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+        completions = self.complete(prompt, **options)
+        texts = [c.text for c in completions]
+        return texts[0] if isinstance(prompt, str) else texts
+
+    def complete(self, prompt: str | Sequence[str] = "", **options: Any) -> list[Completion]:
+        """Full results (text, token ids, finish reason, log-probabilities) for one prompt or a batch."""
+        cfg = generation_config(**options)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise UserError("no prompts given")
+        ids = [self._ids(p) for p in prompts]
+        return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+        """Yield the continuation of `prompt` in pieces as they are decided (whole characters only)."""
+        cfg = generation_config(**options)
+        return stream(self.model, self._ids(prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+
+def generation_config(**options: Any) -> GenerationConfig:
+    """A `GenerationConfig` from keyword options, with one clear line for an unknown name."""
+    fields = {f.name for f in dataclasses.fields(GenerationConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise UserError(f"unknown generation option {unknown[0]!r}; valid options: {', '.join(sorted(fields))}")
+    for key in ("stop", "banned_tokens"):
+        if isinstance(options.get(key), str | int):
+            options[key] = (options[key],)
+        elif options.get(key) is not None:
+            options[key] = tuple(options[key])
+    return GenerationConfig(**{k: v for k, v in options.items() if v is not None or k in ("top_k", "seed")})
 
 
 def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel:
-    """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best")."""
+    """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best").
+
+    A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) of a GPT-2 or
+    Llama model loads too, into the GPT family (see docs/generation.md)."""
     run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
+        return _load_hf(run_dir)
     rc = read_run_config(run_dir)
     fam = get_family(rc.family)
     weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
@@ -432,3 +494,29 @@ def demo(
     sample = lm.generate("ROMEO:\n", max_new_tokens=500, temperature=0.8, top_k=40, seed=7)
     metrics = evaluate(out)
     return {"result": result, "sample": "ROMEO:\n" + sample, "metrics": metrics, "run_dir": out}
+
+
+# ---- Hugging Face checkpoints -----------------------------------------------------------------
+
+
+def _load_hf(path: Path) -> LanguageModel:
+    from genloom.data.text import TextDataConfig
+    from genloom.hf import load_hf
+
+    model, tokenizer, cfg, bos_id = load_hf(path)
+    rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
+    return LanguageModel(model, tokenizer, rc, path, bos_id)
+
+
+def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint: str = "last") -> Path:
+    """Write a run in another format; "hf": a directory that `transformers` loads (GPT-2 or Llama)."""
+    if format != "hf":
+        raise UserError(f"export format must be 'hf', got {format!r}")
+    from genloom.hf import save_hf
+
+    lm = load(run_dir, checkpoint)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out}: already exists and is not empty")
+    save_hf(lm.model, lm.tokenizer, out)  # type: ignore[arg-type]
+    return out

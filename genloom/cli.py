@@ -39,12 +39,113 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def _unescape(text: str) -> str:
+    """`\\n` and `\\t` typed on a command line mean newline and tab (for --stop and --prompt)."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `GenerationConfig` fields given on the command line (absent flags keep their defaults)."""
+    from genloom.errors import UserError
+
+    bias: dict[int, float] = {}
+    for item in args.logit_bias:
+        token, _, value = item.partition("=")
+        try:
+            bias[int(token)] = float(value)
+        except ValueError:
+            raise UserError(f"--logit-bias {item!r}: expected TOKEN_ID=BIAS, e.g. 50256=-100") from None
+    options = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature if args.temperature is not None else (0.8 if args.num_beams == 1 else 0.0),
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "min_p": args.min_p,
+        "repetition_penalty": args.repetition_penalty,
+        "frequency_penalty": args.frequency_penalty,
+        "presence_penalty": args.presence_penalty,
+        "logit_bias": bias,
+        "banned_tokens": tuple(args.ban),
+        "stop": tuple(_unescape(s) for s in args.stop),
+        "seed": args.seed,
+        "num_beams": args.num_beams,
+        "length_penalty": args.length_penalty,
+        "early_stopping": args.early_stopping,
+        "context_overflow": "truncate" if args.truncate else "error",
+    }
+    if args.logprobs is not None:
+        options |= {"logprobs": True, "top_logprobs": args.logprobs}
+    return options
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import genloom as gl
+    from genloom.errors import UserError
+
+    lm = gl.load(args.run, checkpoint=args.checkpoint)
+    options = _generation_options(args)
+    prompt = _unescape(args.prompt)
+    if args.prompts_file is not None:  # a batch: one prompt per line in, one JSON object per line out
+        try:
+            lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise UserError(f"--prompts-file {args.prompts_file}: cannot read it ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--prompts-file {args.prompts_file}: not UTF-8 text (byte offset {e.start})") from None
+        prompts = [_unescape(line) for line in lines if line.strip()]
+        if not prompts:
+            raise UserError(f"--prompts-file {args.prompts_file}: no prompts (one per line expected)")
+        for p, c in zip(prompts, lm.complete(prompts, **options), strict=True):
+            print(json.dumps({"prompt": p, "text": c.text, "finish_reason": c.finish_reason}, ensure_ascii=False))
+        return 0
+    if args.stream:
+        print(prompt, end="", flush=True)
+        for piece in lm.stream(prompt, **options):
+            print(piece, end="", flush=True)
+        print()
+        return 0
+    (completion,) = lm.complete(prompt, **options)
+    print(prompt + completion.text)
+    if completion.logprobs is not None:
+        print("--- logprobs (token, log p, alternatives) ---")
+        for t in completion.logprobs:
+            alternatives = "  ".join(f"{alt!r} {lp:.3f}" for _, alt, lp in t.top)
+            print(f"{t.text!r:>16} {t.logprob:8.3f}   {alternatives}")
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
     import genloom as gl
 
     lm = gl.load(args.run, checkpoint=args.checkpoint)
-    text = lm.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
-    print(args.prompt + text)
+    options = _generation_options(args) | {"context_overflow": "truncate"}
+    print("genloom chat: a base model continues the conversation as text. Empty line or Ctrl-D to quit.")
+    transcript = ""
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        transcript += line + "\n"
+        reply = ""
+        for piece in lm.stream(transcript, **options):
+            print(piece, end="", flush=True)
+            reply += piece
+        print()
+        transcript += reply + "\n"
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    out = gl.export(args.run, args.out, format=args.format, checkpoint=args.checkpoint)
+    print(f"exported {args.run} to {out} ({args.format} format)")
     return 0
 
 
@@ -79,6 +180,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_generation_flags(p: argparse.ArgumentParser) -> None:
+    """Every `GenerationConfig` option as a flag (see docs/generation.md)."""
+    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per prompt")
+    p.add_argument("--temperature", type=float, default=None, help="0 means greedy (default 0.8; 0 with beams)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep this much probability mass")
+    p.add_argument("--min-p", type=float, default=None, help="drop tokens below min_p × the top probability")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeating tokens")
+    p.add_argument("--frequency-penalty", type=float, default=0.0, help="subtracted per earlier occurrence")
+    p.add_argument("--presence-penalty", type=float, default=0.0, help="subtracted once if a token occurred")
+    p.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS", help="add BIAS to token ID's logit")
+    p.add_argument("--ban", action="append", type=int, default=[], metavar="ID", help="never generate token ID")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end at TEXT (not printed); repeatable")
+    p.add_argument("--num-beams", type=int, default=1, help="> 1: beam search (deterministic; no sampling flags)")
+    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = log p / length ** this")
+    p.add_argument("--early-stopping", action="store_true", help="beam search ends when num_beams hypotheses end")
+    p.add_argument(
+        "--logprobs",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="print each token's log-probability and N alternatives",
+    )
+    p.add_argument("--truncate", action="store_true", help="keep the end of a prompt longer than the context")
+    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genloom", description="Build, train, sample and evaluate generative models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,15 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("sample", help="generate text from a run")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--prompt", default="", help="text to continue (empty: start of a document)")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
-    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p = sub.add_parser("sample", help="generate text from a run (or a Hugging Face GPT-2/Llama directory)")
+    p.add_argument("run", help="run directory, or a Hugging Face model directory")
+    p.add_argument("--prompt", default="", help="text to continue (empty: start of a document; \\n is a newline)")
+    p.add_argument("--prompts-file", help="a file with one prompt per line, generated as one batch; prints JSON lines")
+    p.add_argument("--stream", action="store_true", help="print the text as it is generated")
+    _add_generation_flags(p)
     p.set_defaults(handler=_cmd_sample)
+
+    p = sub.add_parser("chat", help="interactive REPL with streaming output (a base run continues the text)")
+    p.add_argument("run", help="run directory, or a Hugging Face model directory")
+    _add_generation_flags(p)
+    p.set_defaults(handler=_cmd_chat)
+
+    p = sub.add_parser("export", help="write a run in another format (hf: loadable by transformers)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", choices=["hf"], default="hf")
+    p.add_argument("--out", required=True, help="directory to write (must not exist or be empty)")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("eval", help="exact validation loss and perplexity of a run")
     p.add_argument("run", help="run directory")
@@ -128,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train,
     "sample": _cmd_sample,
+    "chat": _cmd_chat,
+    "export": _cmd_export,
     "eval": _cmd_eval,
     "families": _cmd_families,
     "demo": _cmd_demo,

@@ -17,12 +17,13 @@ ALLOWED = {
     "run": {"errors"},
     "data": {"data", "errors", "tokenizers", "config"},
     "models": {"models", "nn", "errors", "data", "config"},
-    "generation": {"generation"},
+    "generation": {"generation", "errors"},
     "train": {"train", "run", "errors", "config"},
     "evaluate": {"evaluate", "run", "data"},
-    "api": {"run", "config", "data", "errors", "evaluate", "generation", "models", "tokenizers", "train"},
+    "api": {"run", "config", "data", "errors", "evaluate", "generation", "models", "tokenizers", "train", "hf"},
     "cli": {"errors", "__init__"},
-    "__init__": {"api", "errors"},
+    "__init__": {"api", "errors", "generation"},
+    "hf": {"errors", "models", "tokenizers"},
     "__main__": {"cli"},
 }
 

@@ -3,7 +3,7 @@
 Nothing here imports the rest of genloom; families compose these and keep their own wiring.
 """
 
-from genloom.nn.attention import Attention
+from genloom.nn.attention import Attention, KVCache
 from genloom.nn.mlp import MLP, SwiGLU, make_mlp
 from genloom.nn.norm import make_norm
 from genloom.nn.positional import SinusoidalPositions, alibi_bias, alibi_slopes, apply_rope, rope_cache
@@ -11,6 +11,7 @@ from genloom.nn.positional import SinusoidalPositions, alibi_bias, alibi_slopes,
 __all__ = [
     "MLP",
     "Attention",
+    "KVCache",
     "SinusoidalPositions",
     "SwiGLU",
     "alibi_bias",

@@ -3,6 +3,11 @@
 One fused input projection gives queries, keys and values; keys/values may have fewer heads than
 queries (grouped-query attention, Ainslie et al. 2023). RoPE rotates q and k; ALiBi arrives as an
 additive bias. `causal=False` with a padding mask gives the bidirectional encoder attention.
+
+For autoregressive decoding, `KVCache` holds every layer's keys and values in buffers allocated once
+(B, n_kv_head, max_len, head_dim); a step writes its new keys/values at `start` and attends over the
+filled prefix, so one new token costs O(context) instead of recomputing the whole context (as in
+Pope et al. 2022, "Efficiently Scaling Transformer Inference", §2).
 """
 
 from __future__ import annotations
@@ -14,6 +19,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from genloom.nn.positional import apply_rope
+
+
+class KVCache:
+    """Preallocated keys and values of every layer: `k[i]`, `v[i]` are (B, n_kv_head, max_len, head_dim).
+
+    Slots are filled left to right; `length` is how many are filled. Rows of a batch share slots, so a
+    left-padded prompt keeps its padding slots; for those the cache also records which slots hold real
+    tokens (`valid`), each slot's position, and how many real tokens each row has seen."""
+
+    def __init__(
+        self,
+        n_layer: int,
+        batch: int,
+        n_kv_head: int,
+        max_len: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.max_len = max_len
+        self.length = 0  # slots filled so far
+        self.padded = False  # True once a row had padding: positions then differ between rows
+        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)  # (B, max_len)
+        self.positions = torch.arange(max_len, device=device).repeat(batch, 1)  # (B, max_len)
+        self.seen = torch.zeros(batch, dtype=torch.long, device=device)  # (B,) real tokens so far
+
+    def nbytes(self) -> int:
+        """Memory the cache holds, in bytes."""
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows `index` (B',) of every buffer, in that order (beam search follows its beams)."""
+        for i in range(len(self.k)):
+            self.k[i] = self.k[i].index_select(0, index)
+            self.v[i] = self.v[i].index_select(0, index)
+        self.valid = self.valid.index_select(0, index)
+        self.positions = self.positions.index_select(0, index)
+        self.seen = self.seen.index_select(0, index)
 
 
 class Attention(nn.Module):
@@ -43,19 +89,25 @@ class Attention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         attn_bias: torch.Tensor | None = None,
+        cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
     ) -> torch.Tensor:
-        """Args: x (B, T, C); rope cos/sin (T, hs); attn_bias (1 or B, nh or 1, T, T) additive, which
-        then carries causality itself. Returns (B, T, C)."""
+        """Args: x (B, T, C); rope cos/sin (T, hs) or per row (B, T, hs); attn_bias (1 or B, nh or 1, T, S)
+        additive or boolean (True = attend), which then carries causality itself; cache this layer's
+        (k, v) buffers of `KVCache`, written at slots [start, start + T), attended over [0, start + T)
+        (S = start + T). Returns (B, T, C)."""
         B, T, _ = x.shape  # batch, time, channels
         hs, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
         qkv = self.qkv(x)  # (B, T, (nh + 2·nkv)·hs)
         qk = qkv[..., : (nh + nkv) * hs].view(B, T, nh + nkv, hs)
         if rope is not None:  # rotate queries and keys together: half the kernels of doing each
             cos, sin = rope
-            qk = apply_rope(qk, cos[:, None, :], sin[:, None, :])  # cos/sin (T, 1, hs) broadcast over heads
+            qk = apply_rope(qk, cos[..., None, :], sin[..., None, :])  # cos/sin (T, 1, hs) broadcast over heads
         q = qk[:, :, :nh].transpose(1, 2)  # (B, nh, T, hs)
         k = qk[:, :, nh:].transpose(1, 2)  # (B, nkv, T, hs)
         v = qkv[..., (nh + nkv) * hs :].view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if cache is not None:
+            return self._attend_cached(q, k, v, cache, start, attn_bias)
         if nkv != nh:  # each key/value head serves nh / nkv query heads
             k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
             v = v.repeat_interleave(nh // nkv, dim=1)
@@ -76,3 +128,30 @@ class Attention(nn.Module):
             )  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, nh * hs)  # re-assemble heads side by side
         return self.resid_dropout(self.proj(y))
+
+    def _attend_cached(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cache: tuple[torch.Tensor, torch.Tensor],
+        start: int,
+        attn_bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Inference with a KV cache: store the new k/v, attend over every filled slot (GQA without copies)."""
+        B, nh, T, hs = q.shape
+        k_buf, v_buf = cache  # (B, nkv, max_len, hs)
+        end = start + T
+        k_buf[:, :, start:end] = k
+        v_buf[:, :, start:end] = v
+        keys, values = k_buf[:, :, :end], v_buf[:, :, :end]  # (B, nkv, S, hs) views, no copy
+        y = F.scaled_dot_product_attention(
+            q,
+            keys,
+            values,
+            attn_mask=attn_bias,
+            is_causal=attn_bias is None and T > 1,  # a prefill from slot 0 without padding
+            enable_gqa=self.n_kv_head != nh,
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, nh * hs)
+        return self.proj(y)

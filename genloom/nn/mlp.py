@@ -10,16 +10,26 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """Linear → GELU → Linear, with the hidden width usually 4 × the model width."""
+    """Linear → GELU → Linear, with the hidden width usually 4 × the model width.
 
-    def __init__(self, dim: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
+    `approximate="tanh"` is the tanh approximation of GELU that GPT-2 was trained with ("gelu_new")."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        bias: bool = False,
+        dropout: float = 0.0,
+        approximate: Literal["none", "tanh"] = "none",
+    ) -> None:
         super().__init__()
+        self.approximate = approximate
         self.up = nn.Linear(dim, hidden, bias=bias)
         self.down = nn.Linear(hidden, dim, bias=bias)  # a residual projection: GPT-2 scales its init
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(F.gelu(self.up(x))))
+        return self.dropout(self.down(F.gelu(self.up(x), approximate=self.approximate)))
 
 
 class SwiGLU(nn.Module):
@@ -37,11 +47,16 @@ class SwiGLU(nn.Module):
 
 
 def make_mlp(
-    kind: Literal["gelu", "swiglu"], dim: int, hidden: int | None, bias: bool = False, dropout: float = 0.0
+    kind: Literal["gelu", "swiglu"],
+    dim: int,
+    hidden: int | None,
+    bias: bool = False,
+    dropout: float = 0.0,
+    gelu_approximate: Literal["none", "tanh"] = "none",
 ) -> nn.Module:
     """GELU defaults to 4·dim hidden units; SwiGLU to ⅔ of that (rounded up to 8) for equal parameters."""
     if kind == "gelu":
-        return MLP(dim, hidden or 4 * dim, bias, dropout)
+        return MLP(dim, hidden or 4 * dim, bias, dropout, gelu_approximate)
     if kind == "swiglu":
         default = -(-(8 * dim // 3) // 8) * 8
         return SwiGLU(dim, hidden or default, bias, dropout)

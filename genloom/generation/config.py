@@ -1,0 +1,64 @@
+"""`GenerationConfig`: every decoding option in one dataclass, checked when it is built.
+
+The names follow Hugging Face `GenerationConfig` and the OpenAI completions API where they exist
+(`top_p`, `repetition_penalty`, `frequency_penalty`, `logit_bias`, `stop`, `logprobs`), so options
+carry over from either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from genloom.errors import UserError
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 200  # tokens to generate per prompt (fewer if a stop or end-of-text comes first)
+    temperature: float = 1.0  # divides the logits; 0 (or less) means greedy decoding
+    top_k: int | None = None  # sample among the k most likely tokens only
+    top_p: float | None = None  # nucleus sampling: the smallest set of tokens with this much probability
+    min_p: float | None = None  # drop tokens less likely than min_p × the most likely token's probability
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text (CTRL, Keskar et al. 2019)
+    frequency_penalty: float = 0.0  # subtracted from a token's logit once per earlier occurrence
+    presence_penalty: float = 0.0  # subtracted once from the logit of any token that already occurred
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id → added to its logit
+    banned_tokens: tuple[int, ...] = ()  # token ids that are never generated
+    stop: tuple[str, ...] = ()  # strings that end a completion (matched across tokens, not in the output)
+    stop_at_eos: bool = True  # end a completion at the tokenizer's end-of-text token
+    seed: int | None = None  # seeds the sampler's own generator: same seed, same text
+    num_beams: int = 1  # > 1: beam search (deterministic) with this many beams per prompt
+    length_penalty: float = 1.0  # beam score = sum of log-probs / length ** length_penalty
+    early_stopping: bool = False  # beam search: stop as soon as num_beams hypotheses are finished
+    logprobs: bool = False  # report each generated token's log-probability
+    top_logprobs: int = 0  # and this many most likely alternatives at each step
+    context_overflow: Literal["error", "truncate"] = "error"  # prompt longer than the context: error, or keep its end
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise UserError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.top_k is not None and self.top_k <= 0:
+            raise UserError(f"top_k must be a positive integer, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.min_p is not None and not 0.0 <= self.min_p <= 1.0:
+            raise UserError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise UserError(f"repetition_penalty must be > 0 (1 means none), got {self.repetition_penalty}")
+        if self.num_beams < 1:
+            raise UserError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.top_logprobs < 0:
+            raise UserError(f"top_logprobs must be >= 0, got {self.top_logprobs}")
+        if self.context_overflow not in ("error", "truncate"):
+            raise UserError(f"context_overflow must be 'error' or 'truncate', got {self.context_overflow!r}")
+        if any(not s for s in self.stop):
+            raise UserError("stop: an empty stop string would end every completion at once")
+        samples = (0 < self.temperature != 1.0) or any(x is not None for x in (self.top_k, self.top_p, self.min_p))
+        if self.num_beams > 1 and samples:
+            raise UserError("num_beams > 1 is beam search, which does not sample: drop temperature/top_k/top_p/min_p")
+
+    @property
+    def greedy(self) -> bool:
+        """Temperature 0 (or below) means argmax decoding."""
+        return self.temperature <= 0

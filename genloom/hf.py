@@ -1,0 +1,327 @@
+"""Hugging Face checkpoints in and out: GPT-2 and Llama directories ↔ genloom's GPT family.
+
+A Hugging Face model directory holds `config.json`, the weights as `model.safetensors` (or shards
+listed in `model.safetensors.index.json`) and `tokenizer.json`. We read them with `safetensors` and
+`tokenizers` only — `transformers` is never imported — and map every tensor by an explicit table:
+
+| genloom (`GPT`)            | GPT-2 (`GPT2LMHeadModel`)               | Llama (`LlamaForCausalLM`)                   |
+|----------------------------|-----------------------------------------|----------------------------------------------|
+| wte                        | transformer.wte                         | model.embed_tokens                           |
+| wpe (learned positions)    | transformer.wpe                         | — (RoPE, rope_theta)                         |
+| blocks.i.norm_1            | h.i.ln_1 (LayerNorm + bias)             | layers.i.input_layernorm (RMSNorm)           |
+| blocks.i.attn.qkv          | h.i.attn.c_attn (Conv1D: transposed)    | self_attn.q_proj ‖ k_proj ‖ v_proj (GQA)     |
+| blocks.i.attn.proj         | h.i.attn.c_proj (Conv1D)                | self_attn.o_proj                             |
+| blocks.i.norm_2            | h.i.ln_2                                | layers.i.post_attention_layernorm            |
+| blocks.i.mlp (GELU/SwiGLU) | h.i.mlp.c_fc, c_proj (Conv1D, tanh GELU)| mlp.gate_proj, up_proj, down_proj (SiLU)     |
+| norm_f, lm_head            | transformer.ln_f, lm_head (tied)        | model.norm, lm_head (tied or not)            |
+
+GPT-2's `Conv1D` stores weights as (in, out), the transpose of `nn.Linear`. Our RoPE uses the same
+half-split layout as Hugging Face Llama, so q/k weights need no permutation. `save_hf` writes the
+same tables backwards, so `transformers` loads a genloom run (GPT-2 layout for learned positions +
+LayerNorm + GELU; Llama layout for RoPE + RMSNorm + SwiGLU).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genloom.errors import UserError
+from genloom.models.gpt import GPT, GPTConfig
+from genloom.tokenizers import Tokenizer, load_tokenizer
+
+SUPPORTED = ("gpt2", "llama")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+TOKENIZER_FILE = "tokenizer.json"
+GPT2_ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "none"}
+
+# (genloom name, Hugging Face names concatenated along dim 0, stored transposed)
+Pair = tuple[str, list[str], bool]
+
+
+def _gpt2_pairs(n_layer: int, tied: bool) -> list[Pair]:
+    pairs: list[Pair] = [("wte.weight", ["wte.weight"], False), ("wpe.weight", ["wpe.weight"], False)]
+    for i in range(n_layer):
+        ours, theirs = f"blocks.{i}.", f"h.{i}."
+        for kind in ("weight", "bias"):
+            pairs += [
+                (f"{ours}norm_1.{kind}", [f"{theirs}ln_1.{kind}"], False),
+                (f"{ours}attn.qkv.{kind}", [f"{theirs}attn.c_attn.{kind}"], kind == "weight"),
+                (f"{ours}attn.proj.{kind}", [f"{theirs}attn.c_proj.{kind}"], kind == "weight"),
+                (f"{ours}norm_2.{kind}", [f"{theirs}ln_2.{kind}"], False),
+                (f"{ours}mlp.up.{kind}", [f"{theirs}mlp.c_fc.{kind}"], kind == "weight"),
+                (f"{ours}mlp.down.{kind}", [f"{theirs}mlp.c_proj.{kind}"], kind == "weight"),
+            ]
+    pairs += [("norm_f.weight", ["ln_f.weight"], False), ("norm_f.bias", ["ln_f.bias"], False)]
+    if not tied:
+        pairs.append(("lm_head.weight", ["lm_head.weight"], False))
+    return pairs
+
+
+def _llama_pairs(n_layer: int, tied: bool) -> list[Pair]:
+    pairs: list[Pair] = [("wte.weight", ["model.embed_tokens.weight"], False)]
+    for i in range(n_layer):
+        ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
+        attn = [f"{theirs}self_attn.{p}_proj.weight" for p in "qkv"]
+        pairs += [
+            (f"{ours}norm_1.weight", [f"{theirs}input_layernorm.weight"], False),
+            (f"{ours}attn.qkv.weight", attn, False),
+            (f"{ours}attn.proj.weight", [f"{theirs}self_attn.o_proj.weight"], False),
+            (f"{ours}norm_2.weight", [f"{theirs}post_attention_layernorm.weight"], False),
+            (f"{ours}mlp.gate.weight", [f"{theirs}mlp.gate_proj.weight"], False),
+            (f"{ours}mlp.up.weight", [f"{theirs}mlp.up_proj.weight"], False),
+            (f"{ours}mlp.down.weight", [f"{theirs}mlp.down_proj.weight"], False),
+        ]
+    pairs.append(("norm_f.weight", ["model.norm.weight"], False))
+    if not tied:
+        pairs.append(("lm_head.weight", ["lm_head.weight"], False))
+    return pairs
+
+
+# ---- config.json ↔ GPTConfig -------------------------------------------------------------------
+
+
+def _gpt2_config(c: dict[str, Any], where: str) -> GPTConfig:
+    act = c.get("activation_function", "gelu_new")
+    if act not in GPT2_ACTIVATIONS:
+        raise UserError(
+            f"{where}: activation_function {act!r} is not supported; supported: {', '.join(GPT2_ACTIVATIONS)}"
+        )
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if c.get(flag):
+            raise UserError(f"{where}: {flag}=true is not supported")
+    return GPTConfig(
+        vocab_size=c["vocab_size"],
+        block_size=c.get("n_positions", 1024),
+        n_layer=c["n_layer"],
+        n_head=c["n_head"],
+        n_embd=c["n_embd"],
+        mlp="gelu",
+        mlp_hidden=c.get("n_inner") or 4 * c["n_embd"],
+        gelu_approximate=GPT2_ACTIVATIONS[act],  # type: ignore[arg-type]
+        norm="layernorm",
+        norm_eps=c.get("layer_norm_epsilon", 1e-5),
+        pos_encoding="learned",
+        bias=True,
+        tie_weights=c.get("tie_word_embeddings", True),
+    )
+
+
+def _rope_theta(c: dict[str, Any], where: str) -> float:
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind != "default":
+        raise UserError(f"{where}: RoPE scaling {kind!r} is not supported (only plain RoPE with rope_theta)")
+    return float(rope.get("rope_theta", c.get("rope_theta", 10000.0)))
+
+
+def _llama_config(c: dict[str, Any], where: str) -> GPTConfig:
+    if c.get("hidden_act", "silu") != "silu":
+        raise UserError(f"{where}: hidden_act {c['hidden_act']!r} is not supported; Llama uses 'silu'")
+    if c.get("attention_bias") or c.get("mlp_bias"):
+        raise UserError(f"{where}: attention_bias/mlp_bias are not supported")
+    heads, width = c["num_attention_heads"], c["hidden_size"]
+    if c.get("head_dim", width // heads) != width // heads:
+        raise UserError(f"{where}: head_dim {c['head_dim']} ≠ hidden_size / num_attention_heads is not supported")
+    return GPTConfig(
+        vocab_size=c["vocab_size"],
+        block_size=c.get("max_position_embeddings", 2048),
+        n_layer=c["num_hidden_layers"],
+        n_head=heads,
+        n_kv_head=c.get("num_key_value_heads") or heads,
+        n_embd=width,
+        mlp="swiglu",
+        mlp_hidden=c["intermediate_size"],
+        norm="rmsnorm",
+        norm_eps=c.get("rms_norm_eps", 1e-6),
+        pos_encoding="rope",
+        rope_theta=_rope_theta(c, where),
+        bias=False,
+        tie_weights=c.get("tie_word_embeddings", False),
+    )
+
+
+def read_hf_config(path: Path) -> tuple[str, GPTConfig, dict[str, Any]]:
+    """(model_type, GPTConfig, raw config.json) of a Hugging Face directory."""
+    where = str(path / CONFIG_FILE)
+    try:
+        raw = json.loads((path / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{where}: not found (a Hugging Face model directory needs config.json)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: not valid JSON ({e})") from None
+    model_type = raw.get("model_type")
+    if model_type not in SUPPORTED:
+        raise UserError(f"{where}: unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED)}")
+    try:
+        cfg = _gpt2_config(raw, where) if model_type == "gpt2" else _llama_config(raw, where)
+    except KeyError as e:
+        raise UserError(f"{where}: missing field {e.args[0]!r}") from None
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
+    return model_type, cfg, raw
+
+
+# ---- weights -------------------------------------------------------------------------------------
+
+
+def _weight_files(path: Path) -> dict[str, Path]:
+    """HF tensor name → the safetensors file holding it (one file, or the shards of the index)."""
+    from safetensors import safe_open
+
+    index = path / INDEX_FILE
+    if index.exists():
+        try:
+            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise UserError(f"{index}: not a valid safetensors index ({e})") from None
+        files = {name: path / shard for name, shard in weight_map.items()}
+        for shard in sorted(set(files.values())):
+            if not shard.exists():
+                raise UserError(f"{index}: lists shard {shard.name}, which is missing")
+    else:
+        single = path / WEIGHTS_FILE
+        if not single.exists():
+            raise UserError(f"{path}: no {WEIGHTS_FILE} or {INDEX_FILE} (only safetensors weights are read)")
+        files = {}
+        with safe_open(str(single), framework="pt") as f:
+            files = dict.fromkeys(f.keys(), single)
+    return files
+
+
+def _read_tensors(path: Path, model_type: str) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint as float32, keyed by its name without the GPT-2 `transformer.` prefix."""
+    from safetensors import SafetensorError, safe_open
+
+    by_file: dict[Path, list[str]] = {}
+    for name, file in _weight_files(path).items():
+        by_file.setdefault(file, []).append(name)
+    tensors: dict[str, torch.Tensor] = {}
+    for file, names in by_file.items():
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                present = set(f.keys())
+                for name in names:
+                    if name not in present:
+                        raise UserError(f"{file}: tensor {name} is listed in the index but not in this shard")
+                    key = name.removeprefix("transformer.") if model_type == "gpt2" else name
+                    tensors[key] = f.get_tensor(name).float()
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{file}: truncated or corrupt safetensors file ({e})") from None
+    return tensors
+
+
+def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig, int | None]:
+    """Build a genloom GPT from a Hugging Face GPT-2 or Llama directory (weights in fp32). Also returns
+    the beginning-of-text id that prompts start with: Llama's `bos_token_id` (GPT-2 uses none)."""
+    path = Path(path)
+    model_type, cfg, raw = read_hf_config(path)
+    tokenizer = load_tokenizer(path / TOKENIZER_FILE)
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(
+            f"{path / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, more than the model's {cfg.vocab_size}"
+        )
+    eos = raw.get("eos_token_id")
+    tokenizer.eos_id = eos[0] if isinstance(eos, list) else eos if eos is not None else tokenizer.eos_id
+    tensors = _read_tensors(path, model_type)
+    pairs = _gpt2_pairs if model_type == "gpt2" else _llama_pairs
+    model = GPT(cfg)
+    params = dict(model.named_parameters())  # tied lm_head appears once, as wte
+    with torch.no_grad():
+        for ours, theirs, transposed in pairs(cfg.n_layer, cfg.tie_weights):
+            missing = [t for t in theirs if t not in tensors]
+            if missing:
+                raise UserError(f"{path}: weights are missing tensor {missing[0]} (incomplete or mismatched shards?)")
+            value = torch.cat([tensors[t].t() if transposed else tensors[t] for t in theirs], dim=0)
+            if value.shape != params[ours].shape:
+                raise UserError(
+                    f"{path}: tensor {theirs[0]} has shape {tuple(value.shape)}, config.json implies {tuple(params[ours].shape)}"
+                )
+            params[ours].copy_(value)
+    model.eval()
+    bos = raw.get("bos_token_id") if model_type == "llama" else None
+    return model, tokenizer, cfg, bos[0] if isinstance(bos, list) else bos
+
+
+# ---- export ------------------------------------------------------------------------------------
+
+
+def hf_config(model: GPT, eos_id: int | None) -> tuple[str, dict[str, Any]]:
+    """The model_type and config.json for a genloom GPT, or an error naming what has no HF twin."""
+    cfg = model.config
+    common = {"vocab_size": cfg.vocab_size, "tie_word_embeddings": cfg.tie_weights, "torch_dtype": "float32"}
+    if eos_id is not None:
+        common |= {"bos_token_id": eos_id, "eos_token_id": eos_id}
+    kv = cfg.n_kv_head or cfg.n_head
+    if cfg.pos_encoding == "learned" and cfg.norm == "layernorm" and cfg.mlp == "gelu" and kv == cfg.n_head:
+        return "gpt2", {
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "n_positions": cfg.block_size,
+            "n_embd": cfg.n_embd,
+            "n_layer": cfg.n_layer,
+            "n_head": cfg.n_head,
+            "n_inner": cfg.mlp_hidden or 4 * cfg.n_embd,
+            "activation_function": "gelu_new" if cfg.gelu_approximate == "tanh" else "gelu",
+            "layer_norm_epsilon": cfg.norm_eps,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0,
+            **common,
+        }
+    if cfg.pos_encoding == "rope" and cfg.norm == "rmsnorm" and cfg.mlp == "swiglu" and not cfg.bias:
+        return "llama", {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": cfg.n_embd,
+            "intermediate_size": model.blocks[0].mlp.up.out_features,  # type: ignore[union-attr]
+            "num_hidden_layers": cfg.n_layer,
+            "num_attention_heads": cfg.n_head,
+            "num_key_value_heads": kv,
+            "head_dim": cfg.n_embd // cfg.n_head,
+            "hidden_act": "silu",
+            "max_position_embeddings": cfg.block_size,
+            "rms_norm_eps": cfg.norm_eps,
+            "rope_theta": cfg.rope_theta,
+            "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+            "attention_bias": False,
+            "mlp_bias": False,
+            **common,
+        }
+    raise UserError(
+        "export --format hf: this model has no Hugging Face twin; exportable are GPT-2 (pos_encoding=learned, "
+        "norm=layernorm, mlp=gelu, no GQA) and Llama (pos_encoding=rope, norm=rmsnorm, mlp=swiglu, bias=false); "
+        f"this one is {cfg.pos_encoding}/{cfg.norm}/{cfg.mlp}"
+    )
+
+
+def save_hf(model: GPT, tokenizer: Tokenizer, out: str | Path) -> None:
+    """Write config.json, model.safetensors and tokenizer.json that `transformers` loads."""
+    from safetensors.torch import save_file
+
+    cfg = model.config
+    model_type, config = hf_config(model, tokenizer.eos_id)
+    sd = model.state_dict()
+    hs, nh, kv = cfg.n_embd // cfg.n_head, cfg.n_head, cfg.n_kv_head or cfg.n_head
+    pairs = _gpt2_pairs if model_type == "gpt2" else _llama_pairs
+    tensors: dict[str, torch.Tensor] = {}
+    for ours, theirs, transposed in pairs(cfg.n_layer, cfg.tie_weights):
+        if ours in sd:
+            value = sd[ours]
+        else:  # a bias-free genloom model exported as GPT-2: zero biases do what no bias does
+            weight = sd[ours.removesuffix("bias") + "weight"]
+            value = torch.zeros(weight.shape[0])  # (out_features,) or (C,) for a norm
+        parts = value.split([nh * hs, kv * hs, kv * hs]) if len(theirs) == 3 else (value,)
+        for name, part in zip(theirs, parts, strict=True):
+            key = f"transformer.{name}" if model_type == "gpt2" and name != "lm_head.weight" else name
+            tensors[key] = (part.t() if transposed else part).contiguous().clone()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    tokenizer.save(out / TOKENIZER_FILE)  # both of our tokenizers are stored in the HF format already

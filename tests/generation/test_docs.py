@@ -1,0 +1,36 @@
+"""Runs the Python example and the `bash` commands of docs/generation.md in a scratch directory."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "generation.md"
+
+
+def test_generation_doc_runs(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    (python,) = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    proc = subprocess.run([sys.executable, "-c", python], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) >= 7
+    (tmp_path / "prompts.txt").write_text("ROMEO:\nKING\n")
+    (bash,) = re.findall(r"```bash\n(.*?)```", DOC.read_text(), re.S)
+    for line in bash.strip().splitlines():
+        argv = shlex.split(line.split("  #")[0])
+        if argv[1] == "chat":
+            proc = subprocess.run(
+                [sys.executable, "-m", "genloom", *argv[1:]],
+                cwd=tmp_path,
+                input="ROMEO:\n\n",
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+        else:
+            proc = subprocess.run(
+                [sys.executable, "-m", "genloom", *argv[1:]], cwd=tmp_path, capture_output=True, text=True, env=env
+            )
+        assert proc.returncode == 0, f"{line}\n{proc.stderr}"
