@@ -43,14 +43,30 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import genloom as gl
 
     lm = gl.load(args.run, checkpoint=args.checkpoint)
-    text = lm.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    if isinstance(lm, gl.ImageModel):
+        return _sample_images(lm, args)
+    temperature = 0.8 if args.temperature is None else args.temperature
+    text = lm.generate(args.prompt, args.max_new_tokens, temperature, args.top_k, args.seed)
     print(args.prompt + text)
+    return 0
+
+
+def _sample_images(handle: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    out = args.out or str(Path(args.run) / "samples" / "sample.png")
+    handle.sample(args.n, args.label, args.seed, args.steps, args.guidance_scale, args.temperature, out=out)
+    print(f"{args.n} samples written to {out}")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
+    if isinstance(gl.load(args.run, checkpoint=args.checkpoint), gl.ImageModel):
+        m = gl.evaluate_images(args.run, checkpoint=args.checkpoint, n_samples=args.n_samples)
+        print(", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+        return 0
     m = gl.evaluate(args.run, checkpoint=args.checkpoint)
     print(
         f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
@@ -85,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run directory")
     p.add_argument("family", help="model family (see `genloom families`)")
-    p.add_argument("--data", help="bundled dataset name (tinyshakespeare), a text file, a directory or a .jsonl file")
+    p.add_argument(
+        "--data",
+        help="bundled dataset (tinyshakespeare; images: mnist, fashion-mnist, digits), a file or a directory",
+    )
     p.add_argument("--preset", help="named config of the family (e.g. debug, nanogpt-cpu)")
     p.add_argument("--config", help="TOML file with [model], [data] and [train] sections")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one field")
@@ -102,15 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--prompt", default="", help="text to continue (empty: start of a document)")
     p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    p.add_argument("--temperature", type=float, default=None, help="text: 0 means greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.add_argument("--n", type=int, default=16, help="images: how many to sample")
+    p.add_argument("--label", type=int, default=None, help="images: class of a class-conditional run")
+    p.add_argument("--steps", type=int, default=None, help="images (diffusion): sampling steps")
+    p.add_argument("--guidance-scale", type=float, default=None, help="images (diffusion): guidance w")
+    p.add_argument("--out", default=None, help="images: PNG grid to write (default RUN/samples/sample.png)")
     p.set_defaults(handler=_cmd_sample)
 
     p = sub.add_parser("eval", help="exact validation loss and perplexity of a run")
     p.add_argument("run", help="run directory")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.add_argument("--n-samples", type=int, default=500, help="images: samples for FID/KID and accuracy")
     p.set_defaults(handler=_cmd_eval)
 
     p = sub.add_parser("families", help="list model families and what each is for")
