@@ -73,7 +73,7 @@ def test_train_sample_eval(capsys, tmp_path, name, monkeypatch):
 def test_resume_continues_an_image_run(tmp_path):
     sets = ["train.max_iters=4", "train.eval_interval=2", "train.progress=false"]
     gl.train("gan", out=tmp_path / "a", preset="debug", sets=sets)
-    gl.train("gan", out=tmp_path / "a", preset="debug", sets=["train.max_iters=6", "train.progress=false"], resume=True)
+    gl.train("gan", out=tmp_path / "a", sets=["train.max_iters=6", "train.progress=false"], resume=True)
     gl.train("gan", out=tmp_path / "b", preset="debug", sets=["train.max_iters=6", *sets[1:]])
     a = [json.loads(x) for x in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (tmp_path / "b/metrics.jsonl").read_text().splitlines()]

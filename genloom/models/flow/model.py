@@ -196,7 +196,7 @@ class Flow(nn.Module):
             h = unsqueeze(h)
         return h
 
-    def log_prob_bits(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Bits per dimension of the dequantized images (B,): an upper bound on -log2 P(x) / D, exact for the
         continuous model. x in [-1, 1] holding uint8 levels."""
         D = x[0].numel()
@@ -212,7 +212,7 @@ class Flow(nn.Module):
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, labels = batch
-        bits = self.log_prob_bits(x, labels).mean()
+        bits = self.bits_per_dim(x, labels).mean()
         return bits, {"bits_per_dim": bits.detach()}
 
     def _latent_shapes(self) -> list[tuple[int, int, int]]:
