@@ -124,7 +124,8 @@ class PixelCNN(nn.Module):
         x = torch.zeros(n, cfg.channels, cfg.image_size, cfg.image_size)
         for i in range(cfg.image_size):
             for j in range(cfg.image_size):
-                logits = self(x, labels)[:, :, :, i, j].float() / temperature  # (n, 256, C)
+                # row i depends on rows <= i only, so the rows below need not be computed
+                logits = self(x[:, :, : i + 1], labels)[:, :, :, i, j].float() / temperature  # (n, 256, C)
                 probs = logits.softmax(dim=1).transpose(1, 2).reshape(-1, LEVELS)  # (n * C, 256)
                 level = torch.multinomial(probs, 1, generator=generator).view(n, cfg.channels)
                 x[:, :, i, j] = level.float() / 127.5 - 1
