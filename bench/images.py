@@ -14,7 +14,8 @@ real-vs-real floor; conditional accuracy; bits/dim or ELBO). Also:
 
     python bench/images.py                          # the full bars: ~90 minutes on 2 cores
     python bench/images.py --budget-scale 0.2       # a 3-6 minute-per-family check (not the bars)
-    python bench/images.py --only speed             # the sampler speed comparison only (seconds)
+    python bench/images.py --only speed             # the sampler speed comparison only
+    python bench/images.py --quick                  # <= 3 minutes per family: does it learn? (not the bars)
 
 Results go to bench/RESULTS.md (section `images`).
 """
@@ -40,6 +41,9 @@ from bench.results import update_results  # noqa: E402
 FAMILIES = ["vae", "gan", "diffusion", "flow", "pixelcnn"]
 BUDGET_S = {"vae": 900, "gan": 900, "diffusion": 1800, "flow": 900, "pixelcnn": 900}
 EVAL_SAMPLES = {"vae": 1000, "gan": 1000, "diffusion": 1000, "flow": 1000, "pixelcnn": 200}  # PixelCNN: 784 passes each
+QUICK_SECONDS = 170  # --quick: the training budget of every family
+QUICK_SAMPLES = {"vae": 1000, "gan": 1000, "diffusion": 150, "flow": 1000, "pixelcnn": 16}
+GRIDS = REPO / "docs" / "images"  # README's sample grids (written by --quick and full runs)
 BARS = {
     "vae": "beats baseline FID; conditional accuracy >= 80%; test ELBO reported",
     "gan": "beats baseline FID; conditional accuracy >= 90%",
@@ -102,7 +106,7 @@ def baseline_fid(n: int) -> dict[str, float]:
     }
 
 
-def sampler_speed(run: Path | None, rounds: int, n: int = 64, steps: int = 50) -> dict[str, float]:
+def sampler_speed(run: Path | None, rounds: int, n: int = 16, steps: int = 50) -> dict[str, float]:
     """images/s of genloom's DDIM loop vs diffusers' DDIMScheduler on the same model; identical outputs?"""
     from diffusers import DDIMScheduler
 
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the speed comparison")
     parser.add_argument("--only", choices=["speed"], default=None)
     parser.add_argument("--skip-train", action="store_true", help="evaluate runs already in --out")
+    parser.add_argument("--quick", action="store_true", help=f"train each family {QUICK_SECONDS} s only (not the bars)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     import genloom as gl
@@ -169,26 +174,35 @@ def main() -> None:
     out = Path(args.out)
     families = [f for f in args.families.split(",") if f]
     lines = []
+    budget_text = (
+        f"**quick check, {QUICK_SECONDS} s of training per family: not the bars**"
+        if args.quick
+        else f"{args.budget_scale:g} x (15 min; diffusion 30 min)"
+    )
     if args.only != "speed":
         base = baseline_fid(1000)
         lines += [
-            f"Training budget per family: {args.budget_scale:g} x (15 min; diffusion 30 min) on this machine "
-            f"(2 cores, shared: times are noisy). FID/KID use genloom's MNIST classifier features (not Inception).",
+            f"Training budget per family: {budget_text} on this machine "
+            f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
+            "features (not Inception), n samples vs n test images; the floor is n train vs n test images.",
             "",
             f"Baseline (PCA-50 + 10-component GMM in pixel space): FID {base['fid']:.2f}, KID {base['kid']:.4f}; "
             f"real-vs-real floor FID {base['fid_floor']:.2f} (1000 vs 1000).",
             "",
-            "| family | train s | steps | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | bar | pass |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| family | train s | steps | n | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | bar | pass |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for family in families:
             run = out / family
-            seconds = 0.0 if args.skip_train else train_family(family, run, BUDGET_S[family] * args.budget_scale)
-            m = gl.evaluate_images(run, n_samples=EVAL_SAMPLES[family])
+            budget = QUICK_SECONDS if args.quick else BUDGET_S[family] * args.budget_scale
+            seconds = 0.0 if args.skip_train else train_family(family, run, budget)
+            m = gl.evaluate_images(run, n_samples=(QUICK_SAMPLES if args.quick else EVAL_SAMPLES)[family])
+            GRIDS.mkdir(parents=True, exist_ok=True)
+            (GRIDS / f"{family}.png").write_bytes((run / "samples" / "eval_grid.png").read_bytes())
             steps = json.loads((run / "summary.json").read_text())["training"]["steps"]
             acc = m.get("conditional_accuracy")
             lines.append(
-                f"| {family} | {seconds:.0f} | {steps} | {m['fid']:.2f} | {m['fid_floor']:.2f} | {m['kid']:.4f} | "
+                f"| {family} | {seconds:.0f} | {steps} | {m['n_samples']:.0f} | {m['fid']:.2f} | {m['fid_floor']:.2f} | {m['kid']:.4f} | "
                 f"{'' if acc is None else f'{acc:.1%}'} | {m.get('test_bits_per_dim', float('nan')):.3f} | "
                 f"{m.get('test_elbo_nats', float('nan')):.1f} | {BARS[family]} | "
                 f"{'yes' if passes(family, m, base['fid']) else 'no'} |"
@@ -197,15 +211,23 @@ def main() -> None:
     speed = sampler_speed(out / "diffusion", args.rounds)
     lines += [
         "",
-        f"DDIM sampling, 64 images x 50 steps, guided, same U-Net weights, {args.rounds} alternating rounds: "
+        f"DDIM sampling, 16 images x 50 steps, guided, same U-Net weights, {args.rounds} alternating rounds: "
         f"genloom {speed['genloom_images_per_s']:.1f} images/s, diffusers DDIMScheduler "
         f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f}; identical outputs: "
         f"{'yes' if speed['identical'] else 'no'}.",
         "",
-        f"Command: `python bench/images.py --budget-scale {args.budget_scale:g}`",
+        f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'}`",
     ]
     print("\n".join(lines))
-    update_results("images", "Image families on MNIST (bench/images.py)", "\n".join(lines))
+    key, title = (
+        ("images-quick", "Image families on MNIST, quick check (bench/images.py --quick)")
+        if args.quick
+        else (
+            "images",
+            "Image families on MNIST (bench/images.py)",
+        )
+    )
+    update_results(key, title, "\n".join(lines))
 
 
 if __name__ == "__main__":
