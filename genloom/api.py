@@ -679,12 +679,17 @@ def _sample_in_chunks(handle: ImageModel, labels: torch.Tensor | None, n: int, s
 
 
 def evaluate_images(
-    run_dir: str | Path, checkpoint: str = "last", n_samples: int = 500, seed: int = 0
+    run_dir: str | Path,
+    checkpoint: str = "last",
+    n_samples: int = 500,
+    seed: int = 0,
+    test_images: int | None = None,
 ) -> dict[str, float]:
-    """FID/KID beside the real-vs-real floor, conditional accuracy, likelihood (bits/dim or ELBO), and the
-    sample grid, interpolation and denoising strips; all recorded in card.md."""
-    if n_samples < 2:
-        raise UserError(f"n_samples must be at least 2, got {n_samples}")
+    """FID/KID beside the real-vs-real floor, conditional accuracy, likelihood (bits/dim or ELBO) over the
+    test split (its first `test_images` only, if given), and the sample grid, interpolation and denoising
+    strips; all recorded in card.md."""
+    if n_samples < 0 or n_samples == 1:
+        raise UserError(f"n_samples must be 0 (likelihood only, no sampling) or at least 2, got {n_samples}")
     handle = load_image_model(run_dir, checkpoint)
     rc = handle.config
     model: Any = handle.model
@@ -692,25 +697,25 @@ def evaluate_images(
     classifier, record = feature_classifier(data)
     images = data.data.images
     n = min(n_samples, len(images["test"]), len(images["train"]))
-    f_train = image_features(classifier, to_unit(images["train"][:n]))
-    f_test = image_features(classifier, to_unit(images["test"][:n]))
+    f_train = image_features(classifier, to_unit(images["train"][: max(n, 2)]))
+    f_test = image_features(classifier, to_unit(images["test"][: max(n, 2)]))
     labels = _grid_labels(rc.model, n)
+    metrics: dict[str, float] = {"n_samples": n, "classifier_test_accuracy": record["test_accuracy"]}
+    samples = None
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # the dequantization noise and VAE posterior draws below
-        samples = _sample_in_chunks(handle, labels, n, seed)
-        f_samples = image_features(classifier, samples)
-        metrics: dict[str, float] = {
-            "fid": frechet_distance(f_samples, f_test),
-            "fid_floor": frechet_distance(f_train, f_test),
-            "kid": kernel_inception_distance(f_samples, f_test),
-            "kid_floor": kernel_inception_distance(f_train, f_test),
-            "n_samples": n,
-            "classifier_test_accuracy": record["test_accuracy"],
-        }
-        if labels is not None:
-            metrics["conditional_accuracy"] = conditional_accuracy(classifier, samples, labels)
+        if n > 0:
+            samples = _sample_in_chunks(handle, labels, n, seed)
+            f_samples = image_features(classifier, samples)
+            metrics["fid"] = frechet_distance(f_samples, f_test)
+            metrics["fid_floor"] = frechet_distance(f_train, f_test)
+            metrics["kid"] = kernel_inception_distance(f_samples, f_test)
+            metrics["kid_floor"] = kernel_inception_distance(f_train, f_test)
+            if labels is not None:
+                metrics["conditional_accuracy"] = conditional_accuracy(classifier, samples, labels)
         with torch.no_grad():
-            test = data.batches("test", 250)
+            test = data.batches("test", 250)[: None if test_images is None else -(-test_images // 250)]
+            metrics["test_images"] = sum(len(y) for _, y in test)
             if hasattr(model, "bits_per_dim"):
                 bits = torch.cat([model.bits_per_dim(x, y) for x, y in test])
                 metrics["test_bits_per_dim"] = float(bits.mean())
@@ -719,9 +724,10 @@ def evaluate_images(
                 elbo = torch.cat([rec - kl for rec, kl in terms])
                 metrics["test_elbo_nats"] = float(elbo.mean())
     run_dir = handle.run_dir
-    save_grid(samples[:64], run_dir / EVAL_GRID, nrow=8)
     generator = torch.Generator().manual_seed(seed)
-    if hasattr(model, "interpolate"):
+    if samples is not None:
+        save_grid(samples[:64], run_dir / EVAL_GRID, nrow=8)
+    if samples is not None and hasattr(model, "interpolate"):
         rows = [
             model.interpolate(
                 10,
@@ -731,7 +737,7 @@ def evaluate_images(
             for k in range(4)
         ]
         save_grid(torch.cat(rows), run_dir / INTERPOLATION, nrow=10)
-    if rc.family == "diffusion":
+    if samples is not None and rc.family == "diffusion":
         save_grid(_denoising_strip(handle, generator), run_dir / DENOISING, nrow=10)
     summary = _read_summary(run_dir)
     summary["evaluation"] = {**metrics, "checkpoint": checkpoint}
