@@ -714,7 +714,10 @@ def evaluate_images(
             if labels is not None:
                 metrics["conditional_accuracy"] = conditional_accuracy(classifier, samples, labels)
         with torch.no_grad():
-            test = data.batches("test", 250)[: None if test_images is None else -(-test_images // 250)]
+            test = data.batches("test", 250)
+            if test_images is not None:  # the first `test_images` only
+                test = [(x[: test_images - i * 250], y[: test_images - i * 250]) for i, (x, y) in enumerate(test)]
+                test = [(x, y) for x, y in test if len(y) > 0]
             metrics["test_images"] = sum(len(y) for _, y in test)
             if hasattr(model, "bits_per_dim"):
                 bits = torch.cat([model.bits_per_dim(x, y) for x, y in test])

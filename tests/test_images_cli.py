@@ -124,3 +124,10 @@ def test_subprocess_exit_code_and_one_line(runs):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "label must be between 0 and 9" in proc.stderr
+
+
+def test_likelihood_only_evaluation(runs):
+    m = gl.evaluate_images(runs["pixelcnn"], n_samples=0, test_images=7)
+    assert "fid" not in m and m["test_images"] == 7 and m["test_bits_per_dim"] > 0
+    with pytest.raises(gl.UserError, match="n_samples must be 0"):
+        gl.evaluate_images(runs["pixelcnn"], n_samples=1)
