@@ -184,7 +184,8 @@ def main() -> None:
         lines += [
             f"Training budget per family: {budget_text} on this machine "
             f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
-            "features (not Inception), n samples vs n test images; the floor is n train vs n test images.",
+            "features (not Inception), n samples vs n test images; the floor is n train vs n test images. "
+            "FID grows as n shrinks: compare a row with its own floor; the baseline is at n = 1000.",
             "",
             f"Baseline (PCA-50 + 10-component GMM in pixel space): FID {base['fid']:.2f}, KID {base['kid']:.4f}; "
             f"real-vs-real floor FID {base['fid_floor']:.2f} (1000 vs 1000).",
@@ -219,7 +220,8 @@ def main() -> None:
         f"DDIM sampling, {4 if args.quick else 16} images x 50 steps, guided, same U-Net weights, {args.rounds} alternating rounds: "
         f"genloom {speed['genloom_images_per_s']:.1f} images/s, diffusers DDIMScheduler "
         f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f}; identical outputs: "
-        f"{'yes' if speed['identical'] else 'no'}.",
+        f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
+        "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
         "",
         f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'}`",
     ]
