@@ -6,7 +6,19 @@ lm = gl.load("runs/shakespeare")
 print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40))
 """
 
-from genloom.api import LanguageModel, RunConfig, demo, evaluate, export, families, load, resolve_config, train
+from genloom.api import (
+    ImageModel,
+    LanguageModel,
+    RunConfig,
+    demo,
+    evaluate,
+    evaluate_images,
+    export,
+    families,
+    load,
+    resolve_config,
+    train,
+)
 from genloom.errors import UserError
 from genloom.generation import Completion, GenerationConfig
 
@@ -15,12 +27,14 @@ __version__ = "0.1.0"
 __all__ = [
     "Completion",
     "GenerationConfig",
+    "ImageModel",
     "LanguageModel",
     "RunConfig",
     "UserError",
     "__version__",
     "demo",
     "evaluate",
+    "evaluate_images",
     "export",
     "families",
     "load",

@@ -86,6 +86,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from genloom.errors import UserError
 
     lm = gl.load(args.run, checkpoint=args.checkpoint)
+    if isinstance(lm, gl.ImageModel):
+        return _sample_images(lm, args)
     options = _generation_options(args)
     prompt = _unescape(args.prompt)
     if args.prompts_file is not None:  # a batch: one prompt per line in, one JSON object per line out
@@ -149,9 +151,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_images(handle: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    out = args.out or str(Path(args.run) / "samples" / "sample.png")
+    handle.sample(args.n, args.label, args.seed, args.steps, args.guidance_scale, args.temperature, out=out)
+    print(f"{args.n} samples written to {out}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
+    if isinstance(gl.load(args.run, checkpoint=args.checkpoint), gl.ImageModel):
+        m = gl.evaluate_images(args.run, checkpoint=args.checkpoint, n_samples=args.n_samples)
+        print(", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+        return 0
     m = gl.evaluate(args.run, checkpoint=args.checkpoint)
     print(
         f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
@@ -216,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run directory")
     p.add_argument("family", help="model family (see `genloom families`)")
-    p.add_argument("--data", help="bundled dataset name (tinyshakespeare), a text file, a directory or a .jsonl file")
+    p.add_argument(
+        "--data",
+        help="bundled dataset (tinyshakespeare; images: mnist, fashion-mnist, digits), a file or a directory",
+    )
     p.add_argument("--preset", help="named config of the family (e.g. debug, nanogpt-cpu)")
     p.add_argument("--config", help="TOML file with [model], [data] and [train] sections")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one field")
@@ -235,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts-file", help="a file with one prompt per line, generated as one batch; prints JSON lines")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     _add_generation_flags(p)
+    p.add_argument("--n", type=int, default=16, help="images: how many to sample")
+    p.add_argument("--label", type=int, default=None, help="images: class of a class-conditional run")
+    p.add_argument("--steps", type=int, default=None, help="images (diffusion): sampling steps")
+    p.add_argument("--guidance-scale", type=float, default=None, help="images (diffusion): guidance w")
+    p.add_argument("--out", default=None, help="images: PNG grid to write (default RUN/samples/sample.png)")
     p.set_defaults(handler=_cmd_sample)
 
     p = sub.add_parser("chat", help="interactive REPL with streaming output (a base run continues the text)")
@@ -252,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="exact validation loss and perplexity of a run")
     p.add_argument("run", help="run directory")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.add_argument("--n-samples", type=int, default=500, help="images: samples for FID/KID and accuracy")
     p.set_defaults(handler=_cmd_eval)
 
     p = sub.add_parser("families", help="list model families and what each is for")

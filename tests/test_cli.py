@@ -120,7 +120,7 @@ def test_undecodable_bytes_then_replace(capsys, tmp_path, small_text):
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["train", "vae", "--out", "X"], ["unknown family 'vae'", "valid families: gpt"]),
+        (["train", "nosuch", "--out", "X"], ["unknown family 'nosuch'", "valid families: gpt"]),
         (["train", "gpt", "--preset", "huge", "--out", "X"], ["unknown preset 'huge'", "debug", "nanogpt-cpu"]),
         (
             ["train", "gpt", "--set", "model.n_layr=2", "--out", "X"],

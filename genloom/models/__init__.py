@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from genloom.data.images import ImageDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import gpt
+from genloom.models import diffusion, flow, gan, gpt, pixelcnn, vae
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,51 @@ FAMILIES: dict[str, Family] = {
         model=gpt.GPT,
         data_config=TextDataConfig,
         presets=gpt.PRESETS,
+    ),
+    "vae": Family(
+        name="vae",
+        modality="image",
+        use_for="variational autoencoder: fast sampling, a smooth latent space, reconstruction, ELBO",
+        config=vae.VAEConfig,
+        model=vae.VAE,
+        data_config=ImageDataConfig,
+        presets=vae.PRESETS,
+    ),
+    "gan": Family(
+        name="gan",
+        modality="image",
+        use_for="conditional DCGAN: sharp samples in one network pass, no likelihood",
+        config=gan.GANConfig,
+        model=gan.GAN,
+        data_config=ImageDataConfig,
+        presets=gan.PRESETS,
+    ),
+    "diffusion": Family(
+        name="diffusion",
+        modality="image",
+        use_for="denoising diffusion (DDPM/DDIM, guidance): the best image quality, iterative sampling",
+        config=diffusion.DiffusionConfig,
+        model=diffusion.Diffusion,
+        data_config=ImageDataConfig,
+        presets=diffusion.PRESETS,
+    ),
+    "flow": Family(
+        name="flow",
+        modality="image",
+        use_for="normalizing flow (RealNVP/Glow): exact likelihood and one-pass sampling",
+        config=flow.FlowConfig,
+        model=flow.Flow,
+        data_config=ImageDataConfig,
+        presets=flow.PRESETS,
+    ),
+    "pixelcnn": Family(
+        name="pixelcnn",
+        modality="image",
+        use_for="autoregressive gated PixelCNN: exact likelihood, slow pixel-by-pixel sampling",
+        config=pixelcnn.PixelCNNConfig,
+        model=pixelcnn.PixelCNN,
+        data_config=ImageDataConfig,
+        presets=pixelcnn.PRESETS,
     ),
 }
 

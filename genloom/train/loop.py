@@ -174,6 +174,9 @@ class Trainer:
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        own_step = getattr(self.model, "train_step", None)
+        if own_step is not None:  # the seam for families that own their update (GAN): see below
+            return self._own_step(own_step)
         total = torch.zeros(())
         tokens = 0
         for _ in range(cfg.grad_accum):
@@ -186,6 +189,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return float(total) / cfg.grad_accum, tokens
+
+    def _own_step(self, own_step: Callable[..., Any]) -> tuple[float, int]:
+        """A family whose update is not one loss defines `train_step(batch, optimizer) -> (loss, terms)`
+        and does its own backward passes and `optimizer.step()` calls (e.g. discriminator then generator).
+        The loop still sets the learning rate, draws the batch, counts the step, logs, evaluates,
+        checkpoints and resumes; `grad_accum` and `grad_clip` are the family's business."""
+        batch = _to_device(self.data.get_batch("train", self.cfg.batch_size, self.data_generator), self.cfg.device)
+        with _autocast(self.cfg):
+            loss, _ = own_step(batch, self.optimizer)
+        self.step += 1
+        return float(loss), _batch_tokens(batch)
 
     # -- evaluation --------------------------------------------------------------------------
     @torch.no_grad()

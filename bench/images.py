@@ -1,0 +1,241 @@
+"""Benchmark: the image families on MNIST with their `mnist-cpu` presets, against the issue's bars.
+
+For each family, one after another (never two torch processes at once): train with the preset's wall-clock
+budget (15 minutes, 30 for diffusion; `--budget-scale` shortens every budget for a quick check), then
+`genloom.evaluate_images` (FID/KID in the feature space of genloom's MNIST classifier, beside the
+real-vs-real floor; conditional accuracy; bits/dim or ELBO). Also:
+
+- a non-neural baseline sampler, as in scikit-learn's "kernel density estimation" digits example: PCA to 50
+  dimensions, a 10-component full-covariance Gaussian mixture, samples mapped back to pixels. Every neural
+  family must beat its FID;
+- sampling speed: genloom's DDIM sampler against diffusers' `DDIMScheduler` driving the same U-Net weights
+  for the same 50 steps with guidance, alternated over `--rounds` rounds; median images/s and the ratio,
+  and whether the two outputs are identical.
+
+    python bench/images.py                          # the full bars: ~90 minutes on 2 cores
+    python bench/images.py --budget-scale 0.2       # a 3-6 minute-per-family check (not the bars)
+    python bench/images.py --only speed             # the sampler speed comparison only
+    python bench/images.py --quick                  # <= 3 minutes per family: does it learn? (not the bars)
+
+Results go to bench/RESULTS.md (section `images`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.results import update_results  # noqa: E402
+
+FAMILIES = ["vae", "gan", "diffusion", "flow", "pixelcnn"]
+BUDGET_S = {"vae": 900, "gan": 900, "diffusion": 1800, "flow": 900, "pixelcnn": 900}
+EVAL_SAMPLES = {"vae": 1000, "gan": 1000, "diffusion": 1000, "flow": 1000, "pixelcnn": 200}  # PixelCNN: 784 passes each
+QUICK_SECONDS = 170  # --quick: the training budget of every family
+QUICK_SAMPLES = {"vae": 1000, "gan": 1000, "diffusion": 50, "flow": 1000, "pixelcnn": 0}  # 0: no sampling
+GRIDS = REPO / "docs" / "images"  # README's sample grids (written by --quick and full runs)
+BARS = {
+    "vae": "beats baseline FID; conditional accuracy >= 80%; test ELBO reported",
+    "gan": "beats baseline FID; conditional accuracy >= 90%",
+    "diffusion": "beats baseline FID; conditional accuracy >= 90% (DDIM 50, guided)",
+    "flow": "beats baseline FID; test NLL <= 1.6 bits/dim",
+    "pixelcnn": "beats baseline FID; test NLL <= 1.2 bits/dim",
+}
+
+
+def passes(family: str, m: dict[str, float], baseline_fid: float) -> bool:
+    ok = m.get("fid", float("inf")) < baseline_fid  # no samples (n = 0): no pass
+    if family == "vae":
+        ok = ok and m.get("conditional_accuracy", 0) >= 0.80
+    if family in ("gan", "diffusion"):
+        ok = ok and m.get("conditional_accuracy", 0) >= 0.90
+    if family == "flow":
+        ok = ok and m["test_bits_per_dim"] <= 1.6
+    if family == "pixelcnn":
+        ok = ok and m["test_bits_per_dim"] <= 1.2
+    return ok
+
+
+def train_family(family: str, out: Path, budget: float) -> float:
+    """Train in a subprocess (its own torch, 2 threads); returns wall seconds."""
+    cmd = [sys.executable, "-m", "genloom", "train", family, "--preset", "mnist-cpu", "--out", str(out)]
+    cmd += ["--overwrite", "--no-progress", "--set", f"train.max_time={budget}"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return time.perf_counter() - t0
+
+
+def baseline_fid(n: int) -> dict[str, float]:
+    """PCA(50) + 10-component Gaussian mixture in pixel space, scored like the families."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    from genloom.data.images import ImageData, ImageDataConfig, load_images, to_unit
+    from genloom.evaluate.images import (
+        feature_classifier,
+        features,
+        frechet_distance,
+        kernel_inception_distance,
+    )
+
+    data = ImageData(load_images(ImageDataConfig(source="mnist")))
+    train = data.data.images["train"].flatten(1).float().numpy() / 255.0
+    pca = PCA(50, random_state=0).fit(train)
+    gmm = GaussianMixture(10, covariance_type="full", random_state=0).fit(pca.transform(train))
+    samples, _ = gmm.sample(n)
+    pixels = np.clip(pca.inverse_transform(samples), 0, 1) * 255
+    images = torch.from_numpy(np.rint(pixels).astype(np.uint8)).view(n, 1, 28, 28)
+    classifier, _ = feature_classifier(data)
+    f_s = features(classifier, to_unit(images))
+    f_test = features(classifier, to_unit(data.data.images["test"][:n]))
+    f_train = features(classifier, to_unit(data.data.images["train"][:n]))
+    return {
+        "fid": frechet_distance(f_s, f_test),
+        "kid": kernel_inception_distance(f_s, f_test),
+        "fid_floor": frechet_distance(f_train, f_test),
+    }
+
+
+def sampler_speed(run: Path | None, rounds: int, n: int = 16, steps: int = 50) -> dict[str, float]:
+    """images/s of genloom's DDIM loop vs diffusers' DDIMScheduler on the same model; identical outputs?"""
+    from diffusers import DDIMScheduler
+
+    import genloom as gl
+    from genloom.config import build
+    from genloom.models.diffusion import PRESETS, Diffusion, DiffusionConfig
+
+    if run is not None and (run / "model.safetensors").exists():
+        model = gl.load(run).model
+    else:  # no trained run: the preset's U-Net with random weights times the same
+        cfg = build(DiffusionConfig, PRESETS["mnist-cpu"]["model"], "model")
+        model = Diffusion(cfg).eval()
+    cfg = model.config
+    labels = torch.arange(n) % cfg.num_classes
+    schedule = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[cfg.schedule]
+    scheduler = DDIMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=schedule,
+        prediction_type=cfg.prediction,
+        clip_sample=False,
+        timestep_spacing="leading",
+    )
+
+    def ours() -> torch.Tensor:
+        return model.sample(n, labels, generator=torch.Generator().manual_seed(0), steps=steps)
+
+    @torch.no_grad()
+    def theirs() -> torch.Tensor:
+        scheduler.set_timesteps(steps)
+        x = torch.randn(n, cfg.channels, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+        for t in scheduler.timesteps:
+            x = scheduler.step(model.model_output(x, t, labels, cfg.guidance_scale), t, x).prev_sample
+        return x.clamp(-1, 1)
+
+    times: dict[str, list[float]] = {"genloom": [], "diffusers": []}
+    outputs = {}
+    for _ in range(rounds):
+        for name, fn in (("genloom", ours), ("diffusers", theirs)):
+            t0 = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    ours_ips = n / statistics.median(times["genloom"])
+    theirs_ips = n / statistics.median(times["diffusers"])
+    return {
+        "genloom_images_per_s": ours_ips,
+        "diffusers_images_per_s": theirs_ips,
+        "ratio": ours_ips / theirs_ips,
+        "identical": float(torch.equal(outputs["genloom"], outputs["diffusers"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every training budget")
+    parser.add_argument("--out", default=str(REPO / "runs" / "bench-images"))
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the speed comparison")
+    parser.add_argument("--only", choices=["speed"], default=None)
+    parser.add_argument("--skip-train", action="store_true", help="evaluate runs already in --out")
+    parser.add_argument("--quick", action="store_true", help=f"train each family {QUICK_SECONDS} s only (not the bars)")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    import genloom as gl
+
+    out = Path(args.out)
+    families = [f for f in args.families.split(",") if f]
+    lines = []
+    budget_text = (
+        f"**quick check, {QUICK_SECONDS} s of training per family: not the bars**"
+        if args.quick
+        else f"{args.budget_scale:g} x (15 min; diffusion 30 min)"
+    )
+    if args.only != "speed":
+        base = baseline_fid(1000)
+        lines += [
+            f"Training budget per family: {budget_text} on this machine "
+            f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
+            "features (not Inception), n samples vs n test images; the floor is n train vs n test images. "
+            "FID grows as n shrinks: compare a row with its own floor; the baseline is at n = 1000.",
+            "",
+            f"Baseline (PCA-50 + 10-component GMM in pixel space): FID {base['fid']:.2f}, KID {base['kid']:.4f}; "
+            f"real-vs-real floor FID {base['fid_floor']:.2f} (1000 vs 1000).",
+            "",
+            "| family | train s | steps | n | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | test images | bar | pass |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for family in families:
+            run = out / family
+            budget = QUICK_SECONDS if args.quick else BUDGET_S[family] * args.budget_scale
+            seconds = 0.0 if args.skip_train else train_family(family, run, budget)
+            n_test = 500 if args.quick and family == "pixelcnn" else None  # PixelCNN: 4 GFLOP per test image
+            m = gl.evaluate_images(
+                run, n_samples=(QUICK_SAMPLES if args.quick else EVAL_SAMPLES)[family], test_images=n_test
+            )
+            if "fid" in m:
+                GRIDS.mkdir(parents=True, exist_ok=True)
+                (GRIDS / f"{family}.png").write_bytes((run / "samples" / "eval_grid.png").read_bytes())
+            steps = json.loads((run / "summary.json").read_text())["training"]["steps"]
+            acc = m.get("conditional_accuracy")
+            lines.append(
+                f"| {family} | {seconds:.0f} | {steps} | {m['n_samples']:.0f} | {m.get('fid', float('nan')):.2f} | "
+                f"{m.get('fid_floor', float('nan')):.2f} | {m.get('kid', float('nan')):.4f} | "
+                f"{'' if acc is None else f'{acc:.1%}'} | {m.get('test_bits_per_dim', float('nan')):.3f} | "
+                f"{m.get('test_elbo_nats', float('nan')):.1f} | {m['test_images']:.0f} | {BARS[family]} | "
+                f"{'yes' if passes(family, m, base['fid']) else 'no'} |"
+            )
+            print(lines[-1], flush=True)
+    speed = sampler_speed(out / "diffusion", args.rounds, n=4 if args.quick else 16)
+    lines += [
+        "",
+        f"DDIM sampling, {4 if args.quick else 16} images x 50 steps, guided, same U-Net weights, {args.rounds} alternating rounds: "
+        f"genloom {speed['genloom_images_per_s']:.1f} images/s, diffusers DDIMScheduler "
+        f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f}; identical outputs: "
+        f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
+        "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
+        "",
+        f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'}`",
+    ]
+    print("\n".join(lines))
+    key, title = (
+        ("images-quick", "Image families on MNIST, quick check (bench/images.py --quick)")
+        if args.quick
+        else (
+            "images",
+            "Image families on MNIST (bench/images.py)",
+        )
+    )
+    update_results(key, title, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

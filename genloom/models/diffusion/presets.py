@@ -1,0 +1,38 @@
+"""Named diffusion configs."""
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "debug": {
+        "model": {"unet_channels": 8, "num_train_timesteps": 100, "sample_steps": 2},
+        "data": {"source": "digits"},
+        "train": {"max_iters": 20, "batch_size": 16, "warmup_iters": 2, "eval_interval": 10, "eval_iters": 2},
+    },
+    # MNIST on 2 CPU cores, 30-minute budget (bench/images.py): a wide, shallow U-Net (two levels, no
+    # attention), v-prediction on the cosine schedule with min-SNR weighting, batch 128, bf16 autocast.
+    "mnist-cpu": {
+        "model": {
+            "unet_channels": 48,
+            "blocks_per_level": 1,
+            "schedule": "cosine",
+            "prediction": "v_prediction",
+            "min_snr_gamma": 5.0,
+            "cond_drop_prob": 0.1,
+            "sample_steps": 50,
+            "guidance_scale": 3.0,
+        },
+        "data": {"source": "mnist"},
+        "train": {
+            "max_iters": 30000,
+            "batch_size": 128,
+            "lr": 2e-3,
+            "min_lr": 1e-4,
+            "warmup_iters": 200,
+            "weight_decay": 0.0,
+            "eval_interval": 1000,
+            "eval_iters": 5,
+            "dtype": "bfloat16",
+            "max_time": 1800.0,
+        },
+    },
+}
