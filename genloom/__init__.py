@@ -6,20 +6,35 @@ lm = gl.load("runs/shakespeare")
 print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40))
 """
 
-from genloom.api import LanguageModel, RunConfig, demo, evaluate, families, load, resolve_config, train
+from genloom.api import (
+    LanguageModel,
+    RunConfig,
+    demo,
+    evaluate,
+    export_hf,
+    families,
+    load,
+    load_hf_bert,
+    resolve_config,
+    train,
+)
 from genloom.errors import UserError
+from genloom.masked_lm import MaskedLanguageModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LanguageModel",
+    "MaskedLanguageModel",
     "RunConfig",
     "UserError",
     "__version__",
     "demo",
     "evaluate",
+    "export_hf",
     "families",
     "load",
+    "load_hf_bert",
     "resolve_config",
     "train",
 ]

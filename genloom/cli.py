@@ -43,6 +43,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import genloom as gl
 
     lm = gl.load(args.run, checkpoint=args.checkpoint)
+    if not isinstance(lm, gl.LanguageModel):  # a masked LM fills in, it does not continue text
+        raise gl.UserError(f"{args.run}: a masked LM (bert) does not generate text; use `genloom fill-mask`")
     text = lm.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
     print(args.prompt + text)
     return 0
@@ -52,9 +54,36 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
     m = gl.evaluate(args.run, checkpoint=args.checkpoint)
+    if "val_masked_accuracy" in m:  # a masked LM
+        print(
+            f"masked-token accuracy {m['val_masked_accuracy']:.4f}, loss {m['val_masked_loss']:.4f} nats "
+            f"over {m['val_masked_targets']:,} masked tokens of the validation split"
+        )
+        return 0
     print(
         f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
     )
+    return 0
+
+
+def _cmd_fill_mask(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    lm = gl.load(args.run, checkpoint=args.checkpoint)
+    if not isinstance(lm, gl.MaskedLanguageModel):
+        raise gl.UserError(f"{args.run}: fill-mask needs a masked LM (a bert run or a Hugging Face BERT directory)")
+    for n, fillers in enumerate(lm.fill_mask(args.text, args.top_k), start=1):
+        print(f"[MASK] #{n}:")
+        for token, prob in fillers:
+            print(f"  {prob:7.4f}  {token}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    out = gl.export_hf(args.run, args.out, checkpoint=args.checkpoint)
+    print(f"wrote a Hugging Face BERT directory: {out}")
     return 0
 
 
@@ -113,6 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.set_defaults(handler=_cmd_eval)
 
+    p = sub.add_parser("fill-mask", help="the most probable fillers of each [MASK] in a text (masked LMs)")
+    p.add_argument("run", help="run directory of a bert run, or a local Hugging Face BERT directory")
+    p.add_argument("text", help='text with one or more [MASK] tokens, e.g. "To be or not to [MASK]"')
+    p.add_argument("--top-k", type=int, default=5, help="fillers to show per [MASK]")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.set_defaults(handler=_cmd_fill_mask)
+
+    p = sub.add_parser("export", help="write a run in another library's format (bert → Hugging Face)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="new directory to write")
+    p.add_argument(
+        "--format", choices=["hf"], default="hf", help="hf: config.json + model.safetensors + tokenizer.json"
+    )
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.set_defaults(handler=_cmd_export)
+
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
 
@@ -131,6 +176,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "eval": _cmd_eval,
     "families": _cmd_families,
     "demo": _cmd_demo,
+    "fill-mask": _cmd_fill_mask,
+    "export": _cmd_export,
 }
 
 

@@ -20,9 +20,10 @@ ALLOWED = {
     "generation": {"generation"},
     "train": {"train", "run", "errors", "config"},
     "evaluate": {"evaluate", "run", "data"},
-    "api": {"run", "config", "data", "errors", "evaluate", "generation", "models", "tokenizers", "train"},
+    "api": {"run", "config", "data", "errors", "evaluate", "generation", "models", "tokenizers", "train", "masked_lm"},
+    "masked_lm": {"data", "errors", "models", "tokenizers"},
     "cli": {"errors", "__init__"},
-    "__init__": {"api", "errors"},
+    "__init__": {"api", "errors", "masked_lm"},
     "__main__": {"cli"},
 }
 

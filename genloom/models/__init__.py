@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from genloom.data.masking import MaskedTextDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import gpt
+from genloom.models import bert, gpt
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Family:
     model: type  # the nn.Module built from that config
     data_config: type  # the data section's dataclass
     presets: dict[str, dict[str, dict[str, Any]]]
+    objective: str = "next-token"  # text only: "next-token" (windows of targets) or "masked" (BERT masking)
 
 
 FAMILIES: dict[str, Family] = {
@@ -34,6 +36,16 @@ FAMILIES: dict[str, Family] = {
         model=gpt.GPT,
         data_config=TextDataConfig,
         presets=gpt.PRESETS,
+    ),
+    "bert": Family(
+        name="bert",
+        modality="text",
+        use_for="bidirectional masked LM (encoder): fill-mask, sentence embeddings, a base to fine-tune",
+        config=bert.BertConfig,
+        model=bert.Bert,
+        data_config=MaskedTextDataConfig,
+        presets=bert.PRESETS,
+        objective="masked",
     ),
 }
 
