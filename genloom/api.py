@@ -43,7 +43,7 @@ from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_c
 from genloom.generation import generate
 from genloom.masked_lm import MaskedLanguageModel, masked_batches
 from genloom.models import FAMILIES, Family, bert, get_family, get_preset
-from genloom.tokenizers import CharTokenizer, Tokenizer, load_tokenizer
+from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 SECTIONS = ("model", "data", "train")
@@ -266,8 +266,8 @@ def train(
     else:
         pipe = prepare_text(rc)
         rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
-        if fam.objective == "masked":  # [PAD] of the tokenizer is the model's padding id
-            rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))  # type: ignore[union-attr]
+        if isinstance(pipe.tokenizer, WordPieceTokenizer) and fam.objective == "masked":  # its [PAD] is the model's
+            rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
@@ -276,11 +276,11 @@ def train(
         pipe.stamp["tokenizer"] = _file_hash(out / rundir.TOKENIZER)
         rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
     rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
-    sampler = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
+    sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
     batches: TokenData | Any = pipe.data
     if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
         batches = _masked_data(rc, pipe)
-        sampler = None  # type: ignore[assignment]
+        sampler = None
     trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
     result = trainer.fit(resume=resume)
     summary = _read_summary(out)

@@ -27,6 +27,7 @@ from genloom.errors import UserError
 
 EOS = "<|endoftext|>"
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4 when trained here
+_WORD_START = "▁"  # marks the first piece of a word while WordPiece merges are learned
 _BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 
 
@@ -181,17 +182,41 @@ class WordPieceTokenizer(_HFBacked):
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 4096) -> WordPieceTokenizer:
-        """An uncased BERT tokenizer: BERT's normalizer and pre-tokenizer, `[CLS] A [SEP]` template."""
+        """An uncased BERT tokenizer: BERT's normalizer and pre-tokenizer, `[CLS] A [SEP]` template.
+
+        The pieces are learned by byte-pair merges over words marked with a leading `▁`, then written as
+        WordPiece: `▁piece` starts a word (`piece`), any other piece continues one (`##piece`); every
+        character is kept in both forms so nothing seen in training becomes [UNK]. (The library's own
+        WordPiece trainer breaks ties in hash-map order, so the same corpus gave different vocabularies.)"""
+        texts = list(texts)
         if vocab_size < 100:
             raise UserError(f"data.vocab_size: WordPiece needs at least 100 tokens, got {vocab_size}")
-        tok = HFTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        normalizer = normalizers.BertNormalizer(lowercase=True)
+        chars = sorted(set("".join(normalizer.normalize_str(t) for t in texts)) - set(" \t\n\r"))
+        marked = HFTokenizer(models.BPE())
+        marked.normalizer = normalizer
+        marked.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Metaspace(replacement=_WORD_START, split=False)]
+        )
+        trainer = trainers.BpeTrainer(
+            vocab_size=max(vocab_size - len(chars) - len(BERT_SPECIAL_TOKENS), len(chars) + 2),
+            initial_alphabet=[*chars, _WORD_START],
+            show_progress=False,
+        )
+        marked.train_from_iterator(texts, trainer)
+        pieces = {*chars, *(f"##{c}" for c in chars)}
+        for token in marked.get_vocab():
+            if token.startswith(_WORD_START):
+                pieces.add(token[len(_WORD_START) :])
+            else:
+                pieces.add(f"##{token}")
+        pieces -= {"", "##", *BERT_SPECIAL_TOKENS}
+        vocab = {token: i for i, token in enumerate([*BERT_SPECIAL_TOKENS, *sorted(pieces)])}
+        tok = HFTokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+        tok.normalizer = normalizer
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece(prefix="##")
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=list(BERT_SPECIAL_TOKENS), show_progress=False
-        )
-        tok.train_from_iterator(texts, trainer)
+        tok.add_special_tokens(list(BERT_SPECIAL_TOKENS))
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
