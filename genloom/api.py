@@ -29,6 +29,7 @@ from torch import nn
 
 from genloom import run as rundir
 from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
+from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
     BUNDLED,
     CHAR_DOC_SEPARATOR,
@@ -277,7 +278,7 @@ def train(
         rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
     rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
     sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
-    batches: TokenData | Any = pipe.data
+    batches: TokenData | MaskedTokenData = pipe.data
     if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
         batches = _masked_data(rc, pipe)
         sampler = None
@@ -303,7 +304,7 @@ def train(
     return result
 
 
-def _masked_data(rc: RunConfig, pipe: TextPipeline) -> Any:
+def _masked_data(rc: RunConfig, pipe: TextPipeline) -> MaskedTokenData:
     """The masked-LM batch source over the same token streams as `pipe.data`."""
     return masked_batches(
         pipe.tokenizer, pipe.data.splits["train"], pipe.data.splits["val"], rc.model.block_size, rc.data
