@@ -113,3 +113,15 @@ def test_masked_lm_refuses_other_tokenizers(capsys, tmp_path, small_text):
         *[x for s in FAST for x in ("--set", s)],
     )
     assert_user_error(code, err, "tokenizer must be 'wordpiece'")
+
+
+def test_whole_word_pre_norm_variant_trains_and_fills(tmp_path, small_text):
+    out = tmp_path / "wwm"
+    sets = ["train.progress=false", "train.max_iters=3", "train.eval_interval=3", "train.eval_iters=1"]
+    sets += ["data.whole_word=true", "model.norm_position=pre"]
+    result = gl.train("bert", out=out, data=str(small_text), preset="debug", sets=sets)
+    assert result.step == 3 and result.val_loss is not None
+    lm = gl.load(out)
+    assert isinstance(lm, gl.MaskedLanguageModel) and lm.model.norm_f is not None
+    (fillers,) = lm.fill_mask("good [MASK], my lord", top_k=4)
+    assert len(fillers) == 4 and sum(p for _, p in fillers) <= 1.0
