@@ -14,13 +14,16 @@ from genloom.api import (
     evaluate,
     evaluate_images,
     export,
+    export_hf,
     families,
     load,
+    load_hf_bert,
     resolve_config,
     train,
 )
 from genloom.errors import UserError
 from genloom.generation import Completion, GenerationConfig
+from genloom.masked_lm import MaskedLanguageModel
 
 __version__ = "0.1.0"
 
@@ -29,6 +32,7 @@ __all__ = [
     "GenerationConfig",
     "ImageModel",
     "LanguageModel",
+    "MaskedLanguageModel",
     "RunConfig",
     "UserError",
     "__version__",
@@ -36,8 +40,10 @@ __all__ = [
     "evaluate",
     "evaluate_images",
     "export",
+    "export_hf",
     "families",
     "load",
+    "load_hf_bert",
     "resolve_config",
     "train",
 ]

@@ -30,6 +30,7 @@ from torch import nn
 from genloom import run as rundir
 from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
 from genloom.data.images import BUNDLED_IMAGES, ImageData, load_images, to_unit
+from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
     BUNDLED,
     CHAR_DOC_SEPARATOR,
@@ -40,7 +41,7 @@ from genloom.data.text import (
     load_corpus,
 )
 from genloom.errors import UserError
-from genloom.evaluate import language_model_loss, plot_loss_curve, write_card
+from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
 from genloom.evaluate.images import (
     conditional_accuracy,
     feature_classifier,
@@ -50,8 +51,9 @@ from genloom.evaluate.images import (
 )
 from genloom.evaluate.images import features as image_features
 from genloom.generation import Completion, GenerationConfig, complete, generate, stream
-from genloom.models import FAMILIES, Family, get_family, get_preset
-from genloom.tokenizers import CharTokenizer, Tokenizer, load_tokenizer
+from genloom.masked_lm import MaskedLanguageModel, masked_batches
+from genloom.models import FAMILIES, Family, bert, get_family, get_preset
+from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 SECTIONS = ("model", "data", "train")
@@ -276,6 +278,8 @@ def train(
     else:
         pipe = prepare_text(rc)
         rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
+        if isinstance(pipe.tokenizer, WordPieceTokenizer) and fam.objective == "masked":  # its [PAD] is the model's
+            rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
@@ -284,8 +288,12 @@ def train(
         pipe.stamp["tokenizer"] = _file_hash(out / rundir.TOKENIZER)
         rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
     rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
-    sampler = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
-    trainer = Trainer(model, rc.train, pipe.data, out, sampler=sampler, log=log)
+    sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
+    batches: TokenData | MaskedTokenData = pipe.data
+    if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
+        batches = _masked_data(rc, pipe)
+        sampler = None
+    trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
     result = trainer.fit(resume=resume)
     summary = _read_summary(out)
     summary["data"] = pipe.stats
@@ -305,6 +313,13 @@ def train(
     plot_loss_curve(out)
     _write_text_card(out, rc, summary)
     return result
+
+
+def _masked_data(rc: RunConfig, pipe: TextPipeline) -> MaskedTokenData:
+    """The masked-LM batch source over the same token streams as `pipe.data`."""
+    return masked_batches(
+        pipe.tokenizer, pipe.data.splits["train"], pipe.data.splits["val"], rc.model.block_size, rc.data
+    )
 
 
 def _file_hash(path: Path) -> str:
@@ -336,7 +351,9 @@ def _write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> N
             "family": rc.family,
             "layers × heads × width": f"{m.n_layer} × {m.n_head} × {m.n_embd}",
             "context (block_size)": m.block_size,
-            "positions / MLP / norm": f"{m.pos_encoding} / {m.mlp} / {m.norm}",
+            "positions / MLP / norm": f"{m.pos_encoding} / {m.mlp} / {m.norm}"
+            if rc.family == "gpt"
+            else f"learned / gelu / layernorm ({m.norm_position}-norm)",
             "parameters": summary.get("model", {}).get("parameters"),
             "training FLOPs per token": summary.get("model", {}).get("flops_per_token"),
             "tokenizer": f"{rc.data.tokenizer} (vocab {m.vocab_size})",
@@ -444,13 +461,15 @@ def generation_config(**options: Any) -> GenerationConfig:
     return GenerationConfig(**{k: v for k, v in options.items() if v is not None or k in ("top_k", "seed")})
 
 
-def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel:
+def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | MaskedLanguageModel:
     """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best").
 
-    A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) of a GPT-2 or
-    Llama model loads too, into the GPT family (see docs/generation.md)."""
+    A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
+    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md)."""
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
+        if _hf_model_type(run_dir) == "bert":
+            return load_hf_bert(run_dir)
         return _load_hf(run_dir)
     rc = read_run_config(run_dir)
     fam = get_family(rc.family)
@@ -468,17 +487,62 @@ def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel:
         raise UserError(
             f"{run_dir / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {rc.model.vocab_size}"
         )
+    if get_family(rc.family).objective == "masked":
+        return MaskedLanguageModel(model, tokenizer, rc, run_dir)
     return LanguageModel(model, tokenizer, rc, run_dir)
+
+
+def load_hf_bert(directory: str | Path) -> MaskedLanguageModel:
+    """A local Hugging Face BERT directory (config.json + model.safetensors + tokenizer.json) as a
+    genloom masked LM; `transformers` is not needed."""
+    directory = Path(directory)
+    cfg, state = bert.read_hf_dir(directory)
+    model = bert.Bert(cfg)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    tokenizer = load_tokenizer(directory / rundir.TOKENIZER)
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(
+            f"{directory / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {cfg.vocab_size}"
+        )
+    return MaskedLanguageModel(model, tokenizer, None, directory)
+
+
+def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") -> Path:
+    """Write a bert run as a Hugging Face BERT directory that `BertForMaskedLM.from_pretrained` and
+    `AutoTokenizer.from_pretrained` read: config.json, model.safetensors, tokenizer.json."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: exists and is not an empty directory; choose a new one")
+    lm = load(run_dir, checkpoint)
+    if not isinstance(lm, MaskedLanguageModel):
+        raise UserError(f"{run_dir}: Hugging Face export is implemented for bert runs; this run is not one")
+    bert.write_hf_dir(lm.model, out)
+    lm.tokenizer.save(out / rundir.TOKENIZER)
+    tokenizer_config = {
+        "tokenizer_class": "BertTokenizerFast",
+        "do_lower_case": True,
+        "model_max_length": lm.model.config.block_size,
+        **{f"{name}_token": f"[{name.upper()}]" for name in ("pad", "unk", "cls", "sep", "mask")},
+    }
+    rundir.atomic_write_text(out / "tokenizer_config.json", json.dumps(tokenizer_config, indent=2) + "\n")
+    return out
 
 
 def evaluate(run_dir: str | Path, checkpoint: str = "last") -> dict[str, float]:
     """Exact validation loss and perplexity over the run's whole validation split; recorded in card.md.
+    For a masked LM: masked-token loss and accuracy over every window of the split, masked with seed 0.
     Image runs: FID/KID, conditional accuracy and likelihoods (`evaluate_images`)."""
-    if get_family(read_run_config(run_dir).family).modality == "image":
+    if (Path(run_dir) / rundir.CONFIG).exists() and get_family(read_run_config(run_dir).family).modality == "image":
         return evaluate_images(run_dir, checkpoint)
     lm = load(run_dir, checkpoint)
+    if lm.config is None:
+        raise UserError(f"{run_dir}: a Hugging Face directory has no training data to evaluate on")
     pipe = prepare_text(lm.config, lm.tokenizer)
-    metrics = language_model_loss(lm.model, pipe.data, "val")
+    if isinstance(lm, MaskedLanguageModel):  # held-out masked-token accuracy, fixed masking seed
+        metrics = masked_lm_metrics(lm.model, _masked_data(lm.config, pipe), "val")
+    else:
+        metrics = language_model_loss(lm.model, pipe.data, "val")
     metrics["checkpoint"] = checkpoint  # type: ignore[assignment]
     summary = _read_summary(lm.run_dir)
     summary["evaluation"] = metrics
@@ -507,12 +571,21 @@ def demo(
         "gpt", out=out, data="tinyshakespeare", preset="demo", sets=sets, overwrite=rundir.is_run(out), log=log
     )
     lm = load(out)
+    assert isinstance(lm, LanguageModel)  # the demo trains a GPT
     sample = lm.generate("ROMEO:\n", max_new_tokens=500, temperature=0.8, top_k=40, seed=7)
     metrics = evaluate(out)
     return {"result": result, "sample": "ROMEO:\n" + sample, "metrics": metrics, "run_dir": out}
 
 
 # ---- Hugging Face checkpoints -----------------------------------------------------------------
+
+
+def _hf_model_type(path: Path) -> str | None:
+    """The `model_type` of a Hugging Face config.json (None when unreadable; the loader then says why)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _load_hf(path: Path) -> LanguageModel:
@@ -530,6 +603,8 @@ def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint:
         raise UserError(f"export format must be 'hf', got {format!r}")
     from genloom.hf import save_hf
 
+    if (Path(run_dir) / rundir.CONFIG).exists() and read_run_config(run_dir).family == "bert":
+        return export_hf(run_dir, out, checkpoint)
     lm = load(run_dir, checkpoint)
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -88,6 +88,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     lm = gl.load(args.run, checkpoint=args.checkpoint)
     if isinstance(lm, gl.ImageModel):
         return _sample_images(lm, args)
+    if not isinstance(lm, gl.LanguageModel):  # a masked LM fills in, it does not continue text
+        raise UserError(f"{args.run}: a masked LM (bert) does not generate text; use `genloom fill-mask`")
     options = _generation_options(args)
     prompt = _unescape(args.prompt)
     if args.prompts_file is not None:  # a batch: one prompt per line in, one JSON object per line out
@@ -123,6 +125,8 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     import genloom as gl
 
     lm = gl.load(args.run, checkpoint=args.checkpoint)
+    if not isinstance(lm, gl.LanguageModel):
+        raise gl.UserError(f"{args.run}: chat needs a text-generating run (gpt), not {type(lm).__name__}")
     options = _generation_options(args) | {"context_overflow": "truncate"}
     print("genloom chat: a base model continues the conversation as text. Empty line or Ctrl-D to quit.")
     transcript = ""
@@ -168,9 +172,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         return 0
     m = gl.evaluate(args.run, checkpoint=args.checkpoint)
+    if "val_masked_accuracy" in m:  # a masked LM
+        print(
+            f"masked-token accuracy {m['val_masked_accuracy']:.4f}, loss {m['val_masked_loss']:.4f} nats "
+            f"over {m['val_masked_targets']:,} masked tokens of the validation split"
+        )
+        return 0
     print(
         f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
     )
+    return 0
+
+
+def _cmd_fill_mask(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    lm = gl.load(args.run, checkpoint=args.checkpoint)
+    if not isinstance(lm, gl.MaskedLanguageModel):
+        raise gl.UserError(f"{args.run}: fill-mask needs a masked LM (a bert run or a Hugging Face BERT directory)")
+    for n, fillers in enumerate(lm.fill_mask(args.text, args.top_k), start=1):
+        print(f"[MASK] #{n}:")
+        for token, prob in fillers:
+            print(f"  {prob:7.4f}  {token}")
     return 0
 
 
@@ -265,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_flags(p)
     p.set_defaults(handler=_cmd_chat)
 
-    p = sub.add_parser("export", help="write a run in another format (hf: loadable by transformers)")
+    p = sub.add_parser(
+        "export", help="write a run in another format (hf: GPT-2/Llama/BERT directories transformers loads)"
+    )
     p.add_argument("run", help="run directory")
     p.add_argument("--format", choices=["hf"], default="hf")
     p.add_argument("--out", required=True, help="directory to write (must not exist or be empty)")
@@ -277,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.add_argument("--n-samples", type=int, default=500, help="images: samples for FID/KID and accuracy")
     p.set_defaults(handler=_cmd_eval)
+
+    p = sub.add_parser("fill-mask", help="the most probable fillers of each [MASK] in a text (masked LMs)")
+    p.add_argument("run", help="run directory of a bert run, or a local Hugging Face BERT directory")
+    p.add_argument("text", help='text with one or more [MASK] tokens, e.g. "To be or not to [MASK]"')
+    p.add_argument("--top-k", type=int, default=5, help="fillers to show per [MASK]")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    p.set_defaults(handler=_cmd_fill_mask)
 
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
@@ -298,6 +330,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "eval": _cmd_eval,
     "families": _cmd_families,
     "demo": _cmd_demo,
+    "fill-mask": _cmd_fill_mask,
 }
 
 

@@ -7,6 +7,10 @@
 - `BPETokenizer`: byte-level BPE (GPT-2, Radford et al. 2019) trained on the user's corpus with the
   `tokenizers` library. Byte-level means every string round-trips. Unicode normalization is done by the
   data pipeline, never inside the tokenizer, so `decode(encode(s)) == s` holds for any `s`.
+- `WordPieceTokenizer`: BERT's WordPiece (Devlin et al. 2019, §3; Wu et al. 2016) with the special
+  tokens [PAD] [UNK] [CLS] [SEP] [MASK], trained here (uncased) or read from a Hugging Face BERT
+  `tokenizer.json`. Words split into pieces; a piece that continues a word starts with `##`, which is
+  what whole-word masking needs. Lossy by design (lower-casing, whitespace), so it is for masked LMs.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from pathlib import Path
 from typing import Literal
 
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from genloom.errors import UserError
 
 EOS = "<|endoftext|>"
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4 when trained here
+_WORD_START = "▁"  # marks the first piece of a word while WordPiece merges are learned
 _BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 
 
@@ -99,7 +105,29 @@ class CharTokenizer:
         atomic_write_text(path, self.to_hf().to_str(pretty=True))
 
 
-class BPETokenizer:
+class _HFBacked:
+    """Encoding, decoding and saving through a `tokenizers.Tokenizer` (shared by BPE and WordPiece).
+
+    `encode` adds no template tokens ([CLS]/[SEP]); special tokens written in the text (`[MASK]`) stay."""
+
+    hf: HFTokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+    def save(self, path: str | Path) -> None:
+        from genloom.run import atomic_write_text
+
+        atomic_write_text(path, self.hf.to_str(pretty=True))
+
+
+class BPETokenizer(_HFBacked):
     """Byte-level BPE trained with Hugging Face `tokenizers`; `<|endoftext|>` separates documents."""
 
     kind = "bpe"
@@ -129,30 +157,93 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return self.hf.get_vocab_size()
 
-    def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False).ids
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+class WordPieceTokenizer(_HFBacked):
+    """BERT's WordPiece with its special tokens, through Hugging Face `tokenizers`."""
 
-    def decode(self, ids: Iterable[int]) -> str:
-        return self.hf.decode(list(ids), skip_special_tokens=False)
+    kind = "wordpiece"
 
-    def save(self, path: str | Path) -> None:
-        from genloom.run import atomic_write_text
+    def __init__(self, hf: HFTokenizer, source: str = "tokenizer.json") -> None:
+        self.hf = hf
+        ids = {}
+        for token in BERT_SPECIAL_TOKENS:
+            i = hf.token_to_id(token)
+            if i is None:
+                raise UserError(f"{source}: a BERT tokenizer needs the special token {token}; it is missing")
+            ids[token] = i
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (ids[t] for t in BERT_SPECIAL_TOKENS)
+        self.special_ids = sorted(ids.values())
+        self.eos_id: int | None = None  # documents are joined without a separator token
+        prefix = getattr(hf.model, "continuing_subword_prefix", "##") or "##"
+        vocab = hf.get_vocab(with_added_tokens=True)
+        self.continuation = [False] * self.vocab_size  # id -> does this piece continue a word (`##ing`)?
+        for token, i in vocab.items():
+            self.continuation[i] = token.startswith(prefix) and len(token) > len(prefix)
 
-        atomic_write_text(path, self.hf.to_str(pretty=True))
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 4096) -> WordPieceTokenizer:
+        """An uncased BERT tokenizer: BERT's normalizer and pre-tokenizer, `[CLS] A [SEP]` template.
+
+        The pieces are learned by byte-pair merges over words marked with a leading `▁`, then written as
+        WordPiece: `▁piece` starts a word (`piece`), any other piece continues one (`##piece`); every
+        character is kept in both forms so nothing seen in training becomes [UNK]. (The library's own
+        WordPiece trainer breaks ties in hash-map order, so the same corpus gave different vocabularies.)"""
+        texts = list(texts)
+        if vocab_size < 100:
+            raise UserError(f"data.vocab_size: WordPiece needs at least 100 tokens, got {vocab_size}")
+        normalizer = normalizers.BertNormalizer(lowercase=True)
+        chars = sorted(set("".join(normalizer.normalize_str(t) for t in texts)) - set(" \t\n\r"))
+        marked = HFTokenizer(models.BPE())
+        marked.normalizer = normalizer
+        marked.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Metaspace(replacement=_WORD_START, split=False)]
+        )
+        trainer = trainers.BpeTrainer(
+            vocab_size=max(vocab_size - len(chars) - len(BERT_SPECIAL_TOKENS), len(chars) + 2),
+            initial_alphabet=[*chars, _WORD_START],
+            show_progress=False,
+        )
+        marked.train_from_iterator(texts, trainer)
+        pieces = {*chars, *(f"##{c}" for c in chars)}
+        for token in marked.get_vocab():
+            if token.startswith(_WORD_START):
+                pieces.add(token[len(_WORD_START) :])
+            else:
+                pieces.add(f"##{token}")
+        pieces -= {"", "##", *BERT_SPECIAL_TOKENS}
+        vocab = {token: i for i, token in enumerate([*BERT_SPECIAL_TOKENS, *sorted(pieces)])}
+        tok = HFTokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        tok.add_special_tokens(list(BERT_SPECIAL_TOKENS))
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+        return cls(tok)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    def id_to_token(self, i: int) -> str:
+        return self.hf.id_to_token(i) or "[UNK]"
 
 
-Tokenizer = CharTokenizer | BPETokenizer
+Tokenizer = CharTokenizer | BPETokenizer | WordPieceTokenizer
 
 
 def train_tokenizer(
-    kind: Literal["char", "bpe"], texts: Sequence[str], vocab_size: int = 4096, byte_fallback: bool = False
+    kind: Literal["char", "bpe", "wordpiece"], texts: Sequence[str], vocab_size: int = 4096, byte_fallback: bool = False
 ) -> Tokenizer:
     """Build the tokenizer a data config asks for from the training texts."""
     if kind == "char":
         return CharTokenizer.train(texts, byte_fallback=byte_fallback)
+    if kind == "wordpiece":
+        return WordPieceTokenizer.train(texts, vocab_size=vocab_size)
     return BPETokenizer.train(texts, vocab_size=vocab_size)
 
 
@@ -173,6 +264,13 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         byte_fallback = bool(model.get("byte_fallback"))
         chars = tokens[: len(tokens) - 256] if byte_fallback else tokens
         return CharTokenizer(chars, byte_fallback)
+    if model.get("type") == "WordPiece":
+        try:
+            return WordPieceTokenizer(HFTokenizer.from_str(text), str(path))
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
     try:
         return BPETokenizer(HFTokenizer.from_str(text))
     except Exception as e:  # the library's own parse error, shortened to one line

@@ -1,10 +1,12 @@
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
 
 from genloom.errors import UserError
-from genloom.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from genloom.tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer, load_tokenizer
 
 CORPUS = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer", "ça, 東京 🙂"] * 20
 # Any valid Unicode string: every code point except lone surrogates, which are not valid Unicode text.
@@ -81,3 +83,35 @@ def test_load_tokenizer_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(UserError, match=r"not a valid tokenizer\.json"):
         load_tokenizer(bad)
+
+
+def test_wordpiece_special_tokens_mask_in_text_and_round_trip(tmp_path):
+    tok = WordPieceTokenizer.train(CORPUS * 5, vocab_size=200)
+    assert [tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id] == [0, 1, 2, 3, 4]
+    ids = tok.encode("To be or not to [MASK]")
+    assert ids[-1] == tok.mask_id and tok.mask_id not in ids[:-1]  # [MASK] stays one token
+    assert tok.decode(ids[:-1]) == "to be or not to"  # uncased
+    assert any(tok.continuation) and not any(tok.continuation[i] for i in tok.special_ids)
+    assert all(tok.id_to_token(i).startswith("##") == tok.continuation[i] for i in range(tok.vocab_size))
+    tok.save(tmp_path / "tokenizer.json")
+    loaded = load_tokenizer(tmp_path / "tokenizer.json")
+    assert isinstance(loaded, WordPieceTokenizer) and loaded.encode("Whether 'tis nobler") == tok.encode(
+        "Whether 'tis nobler"
+    )
+    assert HFTokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("to be").ids == [2, *tok.encode("to be"), 3]
+
+
+def test_wordpiece_file_without_mask_token(tmp_path):
+    tok = WordPieceTokenizer.train(CORPUS, vocab_size=150)
+    spec = json.loads(tok.hf.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != "[MASK]"]
+    del spec["model"]["vocab"]["[MASK]"]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError, match=r"needs the special token \[MASK\]"):
+        load_tokenizer(tmp_path / "tokenizer.json")
+
+
+def test_wordpiece_training_is_deterministic():
+    texts = [" ".join(CORPUS) * 3]
+    vocabs = [WordPieceTokenizer.train(texts, vocab_size=250).hf.get_vocab() for _ in range(3)]
+    assert vocabs[0] == vocabs[1] == vocabs[2]  # the library alone numbers pieces in hash-map order

@@ -42,8 +42,8 @@ class TextDataConfig:
     dedup: bool = True  # drop exact duplicate documents (after normalization), keeping the first
     val_fraction: float = 0.1  # share of the data held out for validation
     split_seed: int = 0  # seed of the document shuffle for the train/validation split
-    tokenizer: Literal["char", "bpe"] = "char"  # character-level or byte-level BPE
-    vocab_size: int = 4096  # byte-level BPE only: merges are learned up to this size
+    tokenizer: Literal["char", "bpe", "wordpiece"] = "char"  # character-level, byte-level BPE, or BERT WordPiece
+    vocab_size: int = 4096  # BPE and WordPiece only: the vocabulary is learned up to this size
     byte_fallback: bool = False  # char only: unseen characters become UTF-8 byte tokens
 
     def __post_init__(self) -> None:
@@ -185,7 +185,7 @@ def build_tokenizer(corpus: Corpus, cfg: TextDataConfig) -> Tokenizer:
         return train_tokenizer(
             "char", corpus.train + corpus.val + [CHAR_DOC_SEPARATOR], byte_fallback=cfg.byte_fallback
         )
-    return train_tokenizer("bpe", corpus.train, vocab_size=cfg.vocab_size)
+    return train_tokenizer(cfg.tokenizer, corpus.train, vocab_size=cfg.vocab_size)
 
 
 def encode_documents(docs: list[str], tokenizer: Tokenizer) -> torch.Tensor:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from genloom.data.images import ImageDataConfig
+from genloom.data.masking import MaskedTextDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import diffusion, flow, gan, gpt, pixelcnn, vae
+from genloom.models import bert, diffusion, flow, gan, gpt, pixelcnn, vae
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Family:
     model: type  # the nn.Module built from that config
     data_config: type  # the data section's dataclass
     presets: dict[str, dict[str, dict[str, Any]]]
+    objective: str = "next-token"  # text only: "next-token" (windows of targets) or "masked" (BERT masking)
 
 
 FAMILIES: dict[str, Family] = {
@@ -80,6 +82,16 @@ FAMILIES: dict[str, Family] = {
         model=pixelcnn.PixelCNN,
         data_config=ImageDataConfig,
         presets=pixelcnn.PRESETS,
+    ),
+    "bert": Family(
+        name="bert",
+        modality="text",
+        use_for="bidirectional masked LM (encoder): fill-mask, sentence embeddings, a base to fine-tune",
+        config=bert.BertConfig,
+        model=bert.Bert,
+        data_config=MaskedTextDataConfig,
+        presets=bert.PRESETS,
+        objective="masked",
     ),
 }
 
