@@ -157,7 +157,9 @@ def read_hf_config(path: Path) -> tuple[str, GPTConfig, dict[str, Any]]:
         raise UserError(f"{where}: not valid JSON ({e})") from None
     model_type = raw.get("model_type")
     if model_type not in SUPPORTED:
-        raise UserError(f"{where}: unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED)}")
+        raise UserError(
+            f"{where}: unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED)} (and bert, as a masked LM)"
+        )
     try:
         cfg = _gpt2_config(raw, where) if model_type == "gpt2" else _llama_config(raw, where)
     except KeyError as e:

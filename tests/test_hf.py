@@ -154,10 +154,10 @@ def test_sharded_checkpoint_and_its_errors(tmp_path, tokenizer):
 
 def test_bad_hf_directories(tmp_path, tokenizer):
     path = save_hf_model(gpt2(tokenizer), tokenizer, tmp_path / "hf")
-    bert = tmp_path / "bert"
+    bert = tmp_path / "t5"
     shutil.copytree(path, bert)
-    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(UserError, match="unsupported model_type 'bert'; supported: gpt2, llama"):
+    (bert / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(UserError, match=r"unsupported model_type 't5'; supported: gpt2, llama \(and bert"):
         gl.load(bert)
     (path / "tokenizer.json").unlink()
     with pytest.raises(UserError, match=r"tokenizer\.json: tokenizer file not found"):
