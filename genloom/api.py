@@ -564,7 +564,7 @@ def demo(
 ) -> dict[str, Any]:
     """Train the `demo` preset on Tiny Shakespeare (~2 minutes), then sample and evaluate it.
 
-    `max_iters` shortens the run (the preset's 1500 steps take about two minutes on 2 CPU cores)."""
+    `max_iters` shortens the run (the preset's 2000 steps take about two minutes on 2 CPU cores)."""
     out = Path(out)
     sets = [f"train.max_iters={max_iters}"] if max_iters is not None else []
     result = train(

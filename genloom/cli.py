@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train a small Shakespeare GPT (~2 min), sample it, write a report")
     p.add_argument("--out", default="runs/demo", help="run directory for the demo")
     p.add_argument(
-        "--max-iters", type=int, default=None, help="train fewer steps than the preset's 1500 (quicker, worse)"
+        "--max-iters", type=int, default=None, help="train fewer steps than the preset's 2000 (quicker, worse)"
     )
     p.set_defaults(handler=_cmd_demo)
     return parser

@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
         "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "pos_encoding": "rope"},
         "train": {
-            "max_iters": 1500,
+            "max_iters": 2000,
             "batch_size": 16,
             "lr": 2e-3,
             "min_lr": 2e-4,
