@@ -298,17 +298,7 @@ def train(
     summary = _read_summary(out)
     summary["data"] = pipe.stats
     summary["model"] = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
-    summary["training"] = {
-        "steps": result.step,
-        "train_loss": result.train_loss,
-        "val_loss_estimate": result.val_loss,
-        "best_val_loss_estimate": result.best_val_loss,
-        "ms_per_iter_median": result.ms_per_iter,
-        "tokens_per_s": result.tokens_per_s,
-        "peak_rss_mb": result.peak_rss_mb,
-        "train_seconds_total": trainer.elapsed,
-        **_machine(),
-    }
+    summary["training"] = _training_summary(result, trainer, "tokens_per_s")
     _write_summary(out, summary)
     plot_loss_curve(out)
     _write_text_card(out, rc, summary)
@@ -320,6 +310,21 @@ def _masked_data(rc: RunConfig, pipe: TextPipeline) -> MaskedTokenData:
     return masked_batches(
         pipe.tokenizer, pipe.data.splits["train"], pipe.data.splits["val"], rc.model.block_size, rc.data
     )
+
+
+def _training_summary(result: TrainResult, trainer: Trainer, rate_name: str) -> dict[str, Any]:
+    """The card's training figures; `rate_name` says what the loop counted (tokens or images)."""
+    return {
+        "steps": result.step,
+        "train_loss": result.train_loss,
+        "val_loss_estimate": result.val_loss,
+        "best_val_loss_estimate": result.best_val_loss,
+        "ms_per_iter_median": result.ms_per_iter,
+        rate_name: result.tokens_per_s,
+        "peak_rss_mb": result.peak_rss_mb,
+        "train_seconds_total": trainer.elapsed,
+        **_machine(),
+    }
 
 
 def _file_hash(path: Path) -> str:
@@ -705,17 +710,7 @@ def _train_images(
     summary = _read_summary(out)
     summary["data"] = pipe.stats
     summary["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
-    summary["training"] = {
-        "steps": result.step,
-        "train_loss": result.train_loss,
-        "val_loss_estimate": result.val_loss,
-        "best_val_loss_estimate": result.best_val_loss,
-        "ms_per_iter_median": result.ms_per_iter,
-        "images_per_s": result.tokens_per_s,
-        "peak_rss_mb": result.peak_rss_mb,
-        "train_seconds_total": trainer.elapsed,
-        **_machine(),
-    }
+    summary["training"] = _training_summary(result, trainer, "images_per_s")
     _write_summary(out, summary)
     plot_loss_curve(out)
     _write_image_card(out, rc, summary)

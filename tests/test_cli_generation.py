@@ -63,7 +63,7 @@ def test_export_command(capsys, tmp_path, trained_run):
         (["--logit-bias", "x"], "--logit-bias 'x': expected TOKEN_ID=BIAS"),
         (["--prompt", "A" * 40], "more than the model's context of 32"),
         (["--num-beams", "2", "--top-k", "3"], "beam search"),
-        (["--prompts-file", "/nonexistent/prompts.txt"], "--prompts-file"),
+        (["--prompts-file", "no-such-dir/prompts.txt"], "--prompts-file"),
     ],
 )
 def test_bad_sample_input(capsys, trained_run, flags, fragment):
