@@ -272,12 +272,8 @@ class Trainer:
                         break
                     out_of_time = cfg.max_time is not None and self.elapsed >= cfg.max_time
                     stopped_by_time = out_of_time
-                    if (
-                        self.step % cfg.eval_interval == 0
-                        or self.step == cfg.max_iters
-                        or out_of_time
-                        or stop.requested
-                    ):
+                    stopping = stop.requested  # read once: a Ctrl-C landing later is handled after the next step
+                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters or out_of_time or stopping:
                         record.update(self.evaluate())
                         last_val = record["val_loss"]
                         if self.best_val_loss is None or last_val < self.best_val_loss:
@@ -290,7 +286,7 @@ class Trainer:
                     bar.update(1)
                     tok_s = tokens / dt if dt > 0 else 0.0
                     bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                    if stop.requested or out_of_time:
+                    if stopping or out_of_time:
                         break
         finally:
             bar.close()
