@@ -91,10 +91,12 @@ def _read_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray |
     """(train images, train labels, test images, test labels) of an MNIST-layout folder."""
     test_x, test_y = _find(folder, "t10k-images-idx3-ubyte"), _find(folder, "t10k-labels-idx1-ubyte")
     train_x, train_y = _find(folder, "train-images-idx3-ubyte"), _find(folder, "train-labels-idx1-ubyte")
-    recon = folder / "mnist_train_recon.npz"  # MNIST's reconstructed train images (data/mnist/SOURCE.md)
-    if train_x is None and recon.exists():
-        npz = np.load(recon)
-        xs, ys = npz["x_train"], npz["y_train"]
+    # MNIST's reconstructed train images, stored in parts of < 8 MB each (data/mnist/SOURCE.md)
+    recon = sorted(folder.glob("mnist_train_recon.part*.npz"))
+    if train_x is None and recon:
+        parts = [np.load(part) for part in recon]
+        xs = np.concatenate([npz["x_train"] for npz in parts])
+        ys = np.concatenate([npz["y_train"] for npz in parts])
     elif train_x is not None and train_y is not None:
         xs, ys = read_idx(train_x), read_idx(train_y)
     elif test_x is not None and test_y is not None:  # only a test set: it becomes the whole data
@@ -192,7 +194,7 @@ def load_images(cfg: ImageDataConfig) -> ImageSet:
         folder = DATA_DIR / bundled if bundled else Path(source).expanduser()
         if not folder.is_dir():
             raise UserError(f"{source}: no such directory (bundled image datasets: {', '.join(BUNDLED_IMAGES)})")
-        if any(folder.glob("*idx*-ubyte*")) or (folder / "mnist_train_recon.npz").exists():
+        if any(folder.glob("*idx*-ubyte*")) or any(folder.glob("mnist_train_recon.part*.npz")):
             xs, ys, tx, ty = _read_idx_folder(folder)
             test = (tx, ty) if tx is not None and ty is not None else None
             class_names = [str(i) for i in range(int(ys.max()) + 1)]
