@@ -480,19 +480,14 @@ def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | Maske
     fam = get_family(rc.family)
     if fam.modality == "image":  # an ImageModel handle (image section below)
         return load_image_model(run_dir, checkpoint)  # type: ignore[return-value]
-    weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
-    if weights is None:
-        raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
-    rundir.recover(run_dir)
-    model = fam.model(rc.model)
-    rundir.load_weights(model, run_dir / weights)
-    model.eval()
+    model = _load_run_model(run_dir, fam, rc, checkpoint)
     tokenizer = load_tokenizer(run_dir / rundir.TOKENIZER)
     if tokenizer.vocab_size != rc.model.vocab_size:
         raise UserError(
             f"{run_dir / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {rc.model.vocab_size}"
         )
-    if get_family(rc.family).objective == "masked":
+    if fam.objective == "masked":
+        assert isinstance(model, bert.Bert)  # the only masked-objective family in the registry
         return MaskedLanguageModel(model, tokenizer, rc, run_dir)
     return LanguageModel(model, tokenizer, rc, run_dir)
 
@@ -583,6 +578,18 @@ def demo(
 
 
 # ---- Hugging Face checkpoints -----------------------------------------------------------------
+
+
+def _load_run_model(run_dir: Path, fam: Family, rc: RunConfig, checkpoint: str) -> nn.Module:
+    """The family's model with the run's "last" or "best" weights, in eval mode (any family)."""
+    weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
+    if weights is None:
+        raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    rundir.recover(run_dir)
+    model = fam.model(rc.model)
+    rundir.load_weights(model, run_dir / weights)
+    model.eval()
+    return model
 
 
 def _hf_model_type(path: Path) -> str | None:
@@ -824,13 +831,7 @@ def load_image_model(run_dir: str | Path, checkpoint: str = "last") -> ImageMode
     run_dir = Path(run_dir)
     rc = read_run_config(run_dir)
     fam = get_family(rc.family)
-    weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
-    if weights is None:
-        raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
-    rundir.recover(run_dir)
-    model = fam.model(rc.model)
-    rundir.load_weights(model, run_dir / weights)
-    model.eval()
+    model = _load_run_model(run_dir, fam, rc, checkpoint)
     return ImageModel(model, rc, run_dir)
 
 
