@@ -36,11 +36,11 @@ def unigram_baseline(run_dir: Path) -> float:
     import torch
 
     import genloom as gl
-    from genloom.api import _masked_data, prepare_text
+    from genloom.api.text import masked_data, prepare_text
 
     lm = gl.load(run_dir)
     pipe = prepare_text(lm.config, lm.tokenizer)
-    data = _masked_data(lm.config, pipe)
+    data = masked_data(lm.config, pipe)
     counts = torch.bincount(pipe.data.splits["train"], minlength=lm.tokenizer.vocab_size)
     counts[lm.tokenizer.special_ids] = 0
     guess = int(counts.argmax())

@@ -213,12 +213,12 @@ def test_language_model_api(trained_run):
 
 
 def test_empty_prompt_needs_an_unconditional_start():
-    from genloom.api import _prompt_ids
+    from genloom.api.text import prompt_ids
 
     tok = BPETokenizer.train(["no special tokens here " * 10], vocab_size=270)
     tok.eos_id = None
     with pytest.raises(UserError, match="empty prompt"):
-        _prompt_ids(tok, "")
+        prompt_ids(tok, "")
 
 
 def test_each_decode_step_feeds_one_token_through_the_cache():

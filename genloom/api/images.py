@@ -1,0 +1,342 @@
+"""Image runs (VAE, GAN, diffusion, flow, PixelCNN) train through the same Trainer on `ImageData`
+batches (images in [-1, 1], labels). The model's channels, image_size and num_classes come from the data."""
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genloom import run as rundir
+from genloom.api.runs import (
+    DATA_STAMP,
+    RunConfig,
+    load_run_model,
+    read_run_config,
+    read_summary,
+    training_summary,
+    write_summary,
+)
+from genloom.config import dump_toml, to_dict
+from genloom.data.images import BUNDLED_IMAGES, ImageData, load_images, to_unit
+from genloom.errors import UserError
+from genloom.evaluate import plot_loss_curve, write_card
+from genloom.evaluate.images import (
+    conditional_accuracy,
+    feature_classifier,
+    frechet_distance,
+    kernel_inception_distance,
+    save_grid,
+)
+from genloom.evaluate.images import features as image_features
+from genloom.models import Family, get_family
+from genloom.train import Trainer, TrainResult
+
+# ---- image families ---------------------------------------------------------------------------
+# VAE, GAN, diffusion, flow and PixelCNN train through the same Trainer on `ImageData` batches
+# (images in [-1, 1], labels). The model's channels, image_size and num_classes come from the data.
+
+IMAGE_GRID = "samples/latest.png"  # the grid sampled at every evaluation during training
+EVAL_GRID = "samples/eval_grid.png"
+INTERPOLATION = "samples/interpolation.png"
+DENOISING = "samples/denoising.png"
+
+
+@dataclass
+class ImagePipeline:
+    """The image data of a run and its provenance."""
+
+    data: ImageData
+    stats: dict[str, Any]
+    stamp: dict[str, str]
+
+
+def prepare_images(rc: RunConfig) -> ImagePipeline:
+    """Read and split the images of `rc.data` (see genloom.data.images)."""
+    images = load_images(rc.data)
+    h = hashlib.sha256()
+    for split in ("train", "val", "test"):
+        h.update(images.images[split].numpy().tobytes())
+        h.update(images.labels[split].numpy().tobytes())
+    data = ImageData(images, rc.data.source)
+    if data.height != data.width:
+        raise UserError(f"{rc.data.source}: images are {data.width}x{data.height}; set data.image_size to crop squares")
+    stats = {**images.stats, "class_names": ", ".join(images.class_names) or "(unlabelled)"}
+    return ImagePipeline(data, stats, {"images": h.hexdigest()[:16]})
+
+
+def _fit_to_data(rc: RunConfig, data: ImageData) -> RunConfig:
+    """The model config with the data's channels, side and number of classes."""
+    try:
+        model = dataclasses.replace(
+            rc.model, channels=data.channels, image_size=data.height, num_classes=data.num_classes
+        )
+    except ValueError as e:  # e.g. a conditional model on unlabelled images, a side the model cannot halve
+        raise UserError(f"model (with data {rc.data.source!r}, {data.height}x{data.width}): {e}") from None
+    return dataclasses.replace(rc, model=model)
+
+
+def grid_labels(model_config: Any, n: int) -> torch.Tensor | None:
+    """Labels 0, 1, ..., K-1, 0, 1, ... for a conditional model's grid (None when unconditional)."""
+    if not getattr(model_config, "conditional", False):
+        return None
+    return torch.arange(n) % model_config.num_classes
+
+
+def _image_sampler(run_dir: Path, rc: RunConfig) -> Callable[[nn.Module], str]:
+    """Write a 16-image grid during training with its own generator (training randomness untouched)."""
+
+    def sample(model: nn.Module) -> str:
+        generator = torch.Generator().manual_seed(rc.train.seed)
+        images = model.sample(16, grid_labels(rc.model, 16), generator=generator)  # type: ignore[operator]
+        save_grid(images, run_dir / IMAGE_GRID, nrow=8)
+        return f"16 samples in {IMAGE_GRID}"
+
+    return sample
+
+
+def train_images(
+    fam: Family,
+    rc: RunConfig,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    log: Callable[[str], None] | None,
+) -> TrainResult:
+    pipe = prepare_images(rc)
+    if resume:
+        rundir.recover(out)
+        stamp_path = out / DATA_STAMP
+        saved_stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        if saved_stamp.get("images") != pipe.stamp["images"]:
+            raise UserError(f"--resume {out}: the images differ from those this run was trained on")
+    else:
+        rc = _fit_to_data(rc, pipe.data)
+    torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
+    model = fam.model(rc.model)
+    out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
+    if not resume:
+        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
+    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
+    trainer = Trainer(model, rc.train, pipe.data, out, sampler=_image_sampler(out, rc), log=log)
+    result = trainer.fit(resume=resume)
+    summary = read_summary(out)
+    summary["data"] = pipe.stats
+    summary["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
+    summary["training"] = training_summary(result, trainer, "images_per_s")
+    write_summary(out, summary)
+    plot_loss_curve(out)
+    _write_image_card(out, rc, summary)
+    return result
+
+
+def _write_image_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> None:
+    source = rc.data.source
+    provenance = f"Source: `{source}` (a folder of images given by the user)."
+    if source in BUNDLED_IMAGES:
+        folder = BUNDLED_IMAGES[source]
+        provenance = (
+            f"Bundled dataset `{source}`; origin and license in `data/{folder}/SOURCE.md` of genloom."
+            if folder
+            else "scikit-learn's bundled `digits` (UCI optical recognition of handwritten digits, 8x8)."
+        )
+    sections: dict[str, dict[str, Any] | str] = {
+        "Model": {"family": rc.family, **to_dict(rc.model), **summary.get("model", {})},
+        "Data": provenance,
+        "Data statistics": summary.get("data", {}),
+        "Training": summary.get("training", {}),
+    }
+    if "evaluation" in summary:
+        sections["Evaluation"] = summary["evaluation"]
+        sections["About FID/KID here"] = (
+            "Features come from a small classifier genloom trains once per dataset (Inception-v3 weights cannot "
+            "be downloaded here), so the scores compare models on this data only; `fid_floor`/`kid_floor` are "
+            "the real-vs-real scores (train vs test images, same count): what a perfect model would get."
+        )
+    for title, rel in (
+        ("Samples (training)", IMAGE_GRID),
+        ("Samples (evaluation)", EVAL_GRID),
+        ("Interpolation", INTERPOLATION),
+        ("Denoising", DENOISING),
+    ):
+        if (run_dir / rel).exists():
+            sections[title] = f"![{title}]({rel})"
+    sections["Intended use"] = "A small research/teaching model of its training images."
+    write_card(run_dir, f"Model card: {run_dir.name}", sections)
+
+
+class ImageModel:
+    """A loaded image run: the model and its config, for sampling and evaluation."""
+
+    def __init__(self, model: nn.Module, config: RunConfig, run_dir: Path) -> None:
+        self.model = model
+        self.config = config
+        self.run_dir = run_dir
+
+    @property
+    def conditional(self) -> bool:
+        return bool(getattr(self.config.model, "conditional", False))
+
+    def labels_for(self, n: int, label: int | None) -> torch.Tensor | None:
+        """The label tensor for `n` samples: all `label`, every class in turn (None given), or None."""
+        if label is not None and not self.conditional:
+            raise UserError(f"{self.run_dir}: this {self.config.family} run is unconditional; sample without a label")
+        if label is not None and not 0 <= label < self.config.model.num_classes:
+            raise UserError(f"label must be between 0 and {self.config.model.num_classes - 1}, got {label}")
+        if label is None:
+            return grid_labels(self.config.model, n)
+        return torch.full((n,), label, dtype=torch.long)
+
+    def sample(
+        self,
+        n: int = 16,
+        label: int | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        out: str | Path | None = None,
+    ) -> torch.Tensor:
+        """n images (n, C, S, S) in [-1, 1]; with `out`, also a PNG grid there.
+
+        `label` asks a class-conditional run for one class (default: every class in turn); `steps` and
+        `guidance_scale` are for diffusion, `temperature` for flow and PixelCNN.
+        """
+        if n <= 0:
+            raise UserError(f"n must be a positive number of images, got {n}")
+        family = self.config.family
+        kwargs: dict[str, Any] = {}
+        if steps is not None:
+            if steps <= 0:
+                raise UserError(f"steps must be a positive number of sampling steps, got {steps}")
+            if family != "diffusion":
+                raise UserError(f"steps applies to diffusion runs; this run is {family}")
+            if steps > self.config.model.num_train_timesteps:
+                raise UserError(f"steps must be at most {self.config.model.num_train_timesteps}, got {steps}")
+            kwargs["steps"] = steps
+        if guidance_scale is not None:
+            if family != "diffusion" or not self.conditional:
+                raise UserError("guidance_scale applies to class-conditional diffusion runs only")
+            kwargs["guidance_scale"] = guidance_scale
+        if temperature is not None:
+            if family not in ("flow", "pixelcnn"):
+                raise UserError(f"temperature applies to flow and pixelcnn runs; this run is {family}")
+            if temperature <= 0:
+                raise UserError(f"temperature must be positive, got {temperature}")
+            kwargs["temperature"] = temperature
+        labels = self.labels_for(n, label)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        images = self.model.sample(n, labels, generator=generator, **kwargs)  # type: ignore[operator]
+        if out is not None:
+            save_grid(images, out, nrow=min(n, 8))
+        return images
+
+
+def load_image_model(run_dir: str | Path, checkpoint: str = "last") -> ImageModel:
+    """Rebuild an image run from its directory (`checkpoint`: "last" or "best")."""
+    run_dir = Path(run_dir)
+    rc = read_run_config(run_dir)
+    fam = get_family(rc.family)
+    model = load_run_model(run_dir, fam, rc, checkpoint)
+    return ImageModel(model, rc, run_dir)
+
+
+def _sample_in_chunks(handle: ImageModel, labels: torch.Tensor | None, n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    chunks = []
+    for i in range(0, n, 250):
+        part = None if labels is None else labels[i : i + 250]
+        chunks.append(handle.model.sample(min(250, n - i), part, generator=generator))  # type: ignore[operator]
+    return torch.cat(chunks)
+
+
+def evaluate_images(
+    run_dir: str | Path,
+    checkpoint: str = "last",
+    n_samples: int = 500,
+    seed: int = 0,
+    test_images: int | None = None,
+) -> dict[str, float]:
+    """FID/KID beside the real-vs-real floor, conditional accuracy, likelihood (bits/dim or ELBO) over the
+    test split (its first `test_images` only, if given), and the sample grid, interpolation and denoising
+    strips; all recorded in card.md."""
+    if n_samples < 0 or n_samples == 1:
+        raise UserError(f"n_samples must be 0 (likelihood only, no sampling) or at least 2, got {n_samples}")
+    handle = load_image_model(run_dir, checkpoint)
+    rc = handle.config
+    model: Any = handle.model
+    data = prepare_images(rc).data
+    classifier, record = feature_classifier(data)
+    images = data.data.images
+    n = min(n_samples, len(images["test"]), len(images["train"]))
+    f_train = image_features(classifier, to_unit(images["train"][: max(n, 2)]))
+    f_test = image_features(classifier, to_unit(images["test"][: max(n, 2)]))
+    labels = grid_labels(rc.model, n)
+    metrics: dict[str, float] = {"n_samples": n, "classifier_test_accuracy": record["test_accuracy"]}
+    samples = None
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # the dequantization noise and VAE posterior draws below
+        if n > 0:
+            samples = _sample_in_chunks(handle, labels, n, seed)
+            f_samples = image_features(classifier, samples)
+            metrics["fid"] = frechet_distance(f_samples, f_test)
+            metrics["fid_floor"] = frechet_distance(f_train, f_test)
+            metrics["kid"] = kernel_inception_distance(f_samples, f_test)
+            metrics["kid_floor"] = kernel_inception_distance(f_train, f_test)
+            if labels is not None:
+                metrics["conditional_accuracy"] = conditional_accuracy(classifier, samples, labels)
+        with torch.no_grad():
+            test = data.batches("test", 250)
+            if test_images is not None:  # the first `test_images` only
+                test = [(x[: test_images - i * 250], y[: test_images - i * 250]) for i, (x, y) in enumerate(test)]
+                test = [(x, y) for x, y in test if len(y) > 0]
+            metrics["test_images"] = sum(len(y) for _, y in test)
+            if hasattr(model, "bits_per_dim"):
+                bits = torch.cat([model.bits_per_dim(x, y) for x, y in test])
+                metrics["test_bits_per_dim"] = float(bits.mean())
+            if hasattr(model, "elbo_terms"):
+                terms = [model.elbo_terms(x, y) for x, y in test]
+                elbo = torch.cat([rec - kl for rec, kl in terms])
+                metrics["test_elbo_nats"] = float(elbo.mean())
+    run_dir = handle.run_dir
+    generator = torch.Generator().manual_seed(seed)
+    if samples is not None:
+        save_grid(samples[:64], run_dir / EVAL_GRID, nrow=8)
+    if samples is not None and hasattr(model, "interpolate"):
+        rows = [
+            model.interpolate(
+                10,
+                handle.labels_for(10, k % max(1, data.num_classes) if handle.conditional else None),
+                generator=generator,
+            )
+            for k in range(4)
+        ]
+        save_grid(torch.cat(rows), run_dir / INTERPOLATION, nrow=10)
+    if samples is not None and rc.family == "diffusion":
+        save_grid(_denoising_strip(handle, generator), run_dir / DENOISING, nrow=10)
+    summary = read_summary(run_dir)
+    summary["evaluation"] = {**metrics, "checkpoint": checkpoint}
+    write_summary(run_dir, summary)
+    plot_loss_curve(run_dir)
+    _write_image_card(run_dir, rc, summary)
+    return metrics
+
+
+def _denoising_strip(handle: ImageModel, generator: torch.Generator) -> torch.Tensor:
+    """Rows of 10 x0-estimates along DDIM sampling, for 4 images: (40, C, S, S)."""
+    steps = handle.config.model.sample_steps
+    keep = {round(i * (steps - 1) / 9) for i in range(10)}
+    frames: list[torch.Tensor] = []
+
+    def callback(i: int, x0: torch.Tensor) -> None:
+        if i in keep:
+            frames.append(x0.clamp(-1, 1))
+
+    handle.model.sample(4, handle.labels_for(4, None), generator=generator, callback=callback)  # type: ignore[operator]
+    return torch.stack(frames, dim=1).flatten(0, 1)  # (4 images x 10 frames, C, S, S)

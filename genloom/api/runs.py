@@ -1,0 +1,182 @@
+"""Run configuration and the run-directory bookkeeping every family shares: resolve and read
+`config.toml`, the data stamps checked on resume, `summary.json`, and loading a run's weights."""
+
+import dataclasses
+import hashlib
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genloom import run as rundir
+from genloom.config import build, merge, parse_sets, read_toml, to_dict
+from genloom.errors import UserError
+from genloom.models import Family, get_family, get_preset
+from genloom.train import TrainConfig, Trainer, TrainResult
+
+SECTIONS = ("model", "data", "train")
+RESUMABLE_CHANGES = {
+    "train.max_iters",
+    "train.max_time",
+    "train.progress",
+    "train.threads",
+}  # safe to change on --resume
+SUMMARY = "summary.json"  # data statistics, training and evaluation figures, read by card.md
+DATA_STAMP = "state/data.json"  # fingerprints of the corpus and tokenizer, checked on --resume
+
+
+@dataclass
+class RunConfig:
+    """A run's complete configuration: what `config.toml` holds."""
+
+    family: str
+    model: Any  # the family's Config dataclass
+    data: Any  # the family's data config dataclass
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **{s: to_dict(getattr(self, s)) for s in SECTIONS}}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def build_run_config(family: Family, raw: dict[str, Any], where: str = "config") -> RunConfig:
+    """Check sections and keys of a raw config dict and build the typed `RunConfig`."""
+    unknown = set(raw) - set(SECTIONS) - {"family"}
+    if unknown:
+        raise UserError(f"{where}: unknown section {sorted(unknown)[0]!r}; valid sections: {', '.join(SECTIONS)}")
+    if raw.get("family", family.name) != family.name:
+        raise UserError(f"{where}: is for family {raw['family']!r}, not {family.name!r}")
+    return RunConfig(
+        family=family.name,
+        model=build(family.config, raw.get("model", {}), "model"),
+        data=build(family.data_config, raw.get("data", {}), "data"),
+        train=build(TrainConfig, raw.get("train", {}), "train"),
+    )
+
+
+def resolve_config(
+    family: str,
+    preset: str | None = None,
+    config: str | Path | None = None,
+    data: str | None = None,
+    sets: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults (or `base`) ← preset ← config file ← data ← `--set` overrides, checked field by field."""
+    fam = get_family(family)
+    raw: dict[str, Any] = dict(base or {})
+    if preset is not None:
+        raw = merge(raw, get_preset(fam, preset))
+    if config is not None:
+        raw = merge(raw, read_toml(config))
+    if data is not None:
+        raw = merge(raw, {"data": {"source": str(data)}})
+    raw = merge(raw, parse_sets(list(sets)))
+    return build_run_config(fam, raw, str(config) if config else "config")
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / rundir.CONFIG
+    if not path.exists():
+        raise UserError(f"{run_dir}: not a genloom run directory (no {rundir.CONFIG})")
+    raw = read_toml(path)
+    if "family" not in raw:
+        raise UserError(f"{path}: no 'family' key")
+    return build_run_config(get_family(raw["family"]), raw, str(path))
+
+
+def fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def resume_config(
+    out: Path, family: str, preset: str | None, config: str | Path | None, data: str | None, sets: Sequence[str]
+) -> RunConfig:
+    """The saved config, with whatever the user gave on top; only a few fields may change."""
+    saved = read_run_config(out)
+    if saved.family != family:
+        raise UserError(f"--resume {out}: that run is family {saved.family!r}, not {family!r}")
+    fresh = resolve_config(family, preset, config, data, sets, base=saved.to_dict())
+    a, b = flatten(saved.to_dict()), flatten(fresh.to_dict())
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    changed = [k for k in changed if k != "model.vocab_size"]
+    if changed:
+        key = changed[0]
+        raise UserError(
+            f"--resume {out}: config does not match the run ({key} is {a.get(key)!r} there, {b.get(key)!r} now); "
+            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume"
+        )
+    return dataclasses.replace(saved, train=fresh.train)
+
+
+def training_summary(result: TrainResult, trainer: Trainer, rate_name: str) -> dict[str, Any]:
+    """The card's training figures; `rate_name` says what the loop counted (tokens or images)."""
+    return {
+        "steps": result.step,
+        "train_loss": result.train_loss,
+        "val_loss_estimate": result.val_loss,
+        "best_val_loss_estimate": result.best_val_loss,
+        "ms_per_iter_median": result.ms_per_iter,
+        rate_name: result.tokens_per_s,
+        "peak_rss_mb": result.peak_rss_mb,
+        "train_seconds_total": trainer.elapsed,
+        **machine_info(),
+    }
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / SUMMARY
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    rundir.atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2))
+
+
+def load_run_model(run_dir: Path, fam: Family, rc: RunConfig, checkpoint: str) -> nn.Module:
+    """The family's model with the run's "last" or "best" weights, in eval mode (any family)."""
+    weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
+    if weights is None:
+        raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    rundir.recover(run_dir)
+    model = fam.model(rc.model)
+    rundir.load_weights(model, run_dir / weights)
+    model.eval()
+    return model

@@ -1,0 +1,369 @@
+"""Text runs (GPT and BERT): the corpus pipeline, training, the `LanguageModel` handle, Hugging Face
+directories."""
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, overload
+
+import torch
+from torch import nn
+
+from genloom import run as rundir
+from genloom.api.runs import (
+    DATA_STAMP,
+    RunConfig,
+    file_hash,
+    fingerprint,
+    load_run_model,
+    read_run_config,
+    read_summary,
+    training_summary,
+    write_summary,
+)
+from genloom.config import dump_toml
+from genloom.data.masking import MaskedTokenData
+from genloom.data.text import (
+    BUNDLED,
+    CHAR_DOC_SEPARATOR,
+    DATA_DIR,
+    TokenData,
+    build_tokenizer,
+    encode_documents,
+    load_corpus,
+)
+from genloom.errors import UserError
+from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
+from genloom.generation import Completion, GenerationConfig, complete, generate, stream
+from genloom.masked_lm import MaskedLanguageModel, masked_batches
+from genloom.models import Family, bert, get_family
+from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
+from genloom.train import TrainConfig, Trainer, TrainResult
+
+# ---- text pipeline ----------------------------------------------------------------------------
+
+
+@dataclass
+class TextPipeline:
+    """Everything a text run needs besides the model: the tokenizer, token streams and provenance."""
+
+    tokenizer: Tokenizer
+    data: TokenData
+    stats: dict[str, Any]
+    stamp: dict[str, str]
+
+
+def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipeline:
+    """Read and preprocess the corpus, build (or reuse) the tokenizer, encode both splits."""
+    corpus = load_corpus(rc.data)
+    tokenizer = tokenizer or build_tokenizer(corpus, rc.data)
+    train_ids = encode_documents(corpus.train, tokenizer)
+    val_ids = encode_documents(corpus.val, tokenizer)
+    data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
+    stats = {
+        **corpus.stats,
+        "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
+        "vocab_size": tokenizer.vocab_size,
+    }
+    stamp = {"corpus": fingerprint([*corpus.train, "\x01", *corpus.val])}
+    return TextPipeline(tokenizer, data, stats, stamp)
+
+
+def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """Prompt ids; an empty prompt starts from the document separator the model was trained with."""
+    if prompt:
+        return tokenizer.encode(prompt)
+    if isinstance(tokenizer, CharTokenizer):
+        return tokenizer.encode(CHAR_DOC_SEPARATOR[-1])
+    if tokenizer.eos_id is not None:
+        return [tokenizer.eos_id]
+    raise UserError("an empty prompt needs a tokenizer with an end-of-text token; give a prompt")
+
+
+def _text_sampler(tokenizer: Tokenizer, n_tokens: int, seed: int) -> Callable[[nn.Module], str]:
+    """Sample text during training with its own generator, so training randomness is untouched."""
+
+    def sample(model: nn.Module) -> str:
+        ids = torch.tensor([prompt_ids(tokenizer, "")])
+        out = generate(
+            model, ids, n_tokens, temperature=0.8, top_k=None, generator=torch.Generator().manual_seed(seed)
+        )  # same draw each time: samples compare across steps
+        return tokenizer.decode(out[0, ids.shape[1] :].tolist())
+
+    return sample
+
+
+def train_text(
+    fam: Family,
+    rc: RunConfig,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    log: Callable[[str], None] | None,
+) -> TrainResult:
+    """Train a text family (GPT, BERT) on `rc`'s corpus: tokenizer, stamps, trainer, card."""
+    if resume:
+        rundir.recover(out)
+        stamp_path = out / DATA_STAMP
+        saved_stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        tokenizer = load_tokenizer(out / rundir.TOKENIZER)
+        if tokenizer.vocab_size != rc.model.vocab_size or saved_stamp.get("tokenizer") != file_hash(
+            out / rundir.TOKENIZER
+        ):
+            raise UserError(
+                f"--resume {out}: {rundir.TOKENIZER} does not match the run (it was changed after training)"
+            )
+        pipe = prepare_text(rc, tokenizer)
+        if saved_stamp.get("corpus") != pipe.stamp["corpus"]:
+            raise UserError(
+                f"--resume {out}: the corpus differs from the one this run was trained on; resume with the same data"
+            )
+    else:
+        pipe = prepare_text(rc)
+        rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
+        if isinstance(pipe.tokenizer, WordPieceTokenizer) and fam.objective == "masked":  # its [PAD] is the model's
+            rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
+    torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
+    model = fam.model(rc.model)  # also validates the config against the data before writing
+    out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
+    if not resume:
+        pipe.tokenizer.save(out / rundir.TOKENIZER)
+        pipe.stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
+        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
+    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
+    sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
+    batches: TokenData | MaskedTokenData = pipe.data
+    if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
+        batches = masked_data(rc, pipe)
+        sampler = None
+    trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
+    result = trainer.fit(resume=resume)
+    summary = read_summary(out)
+    summary["data"] = pipe.stats
+    summary["model"] = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
+    summary["training"] = training_summary(result, trainer, "tokens_per_s")
+    write_summary(out, summary)
+    plot_loss_curve(out)
+    write_text_card(out, rc, summary)
+    return result
+
+
+def masked_data(rc: RunConfig, pipe: TextPipeline) -> MaskedTokenData:
+    """The masked-LM batch source over the same token streams as `pipe.data`."""
+    return masked_batches(
+        pipe.tokenizer, pipe.data.splits["train"], pipe.data.splits["val"], rc.model.block_size, rc.data
+    )
+
+
+def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> None:
+    source = rc.data.source
+    provenance = f"Source: `{source}`."
+    if source in BUNDLED:
+        provenance = f"Bundled dataset `{source}`; origin and license in `data/{Path(BUNDLED[source]).parent}/SOURCE.md` of genloom."
+        src = DATA_DIR / Path(BUNDLED[source]).parent / "SOURCE.md"
+        if src.exists():
+            provenance += "\n\n" + "\n".join(
+                line for line in src.read_text().splitlines() if "license" in line.lower() or "MIT" in line
+            )
+    m = rc.model
+    sections: dict[str, dict[str, Any] | str] = {
+        "Model": {
+            "family": rc.family,
+            "layers × heads × width": f"{m.n_layer} × {m.n_head} × {m.n_embd}",
+            "context (block_size)": m.block_size,
+            "positions / MLP / norm": f"{m.pos_encoding} / {m.mlp} / {m.norm}"
+            if rc.family == "gpt"
+            else f"learned / gelu / layernorm ({m.norm_position}-norm)",
+            "parameters": summary.get("model", {}).get("parameters"),
+            "training FLOPs per token": summary.get("model", {}).get("flops_per_token"),
+            "tokenizer": f"{rc.data.tokenizer} (vocab {m.vocab_size})",
+        },
+        "Data": provenance,
+        "Data statistics": summary.get("data", {}),
+        "Training": summary.get("training", {}),
+    }
+    if "evaluation" in summary:
+        sections["Evaluation (exact, whole validation split)"] = summary["evaluation"]
+    samples = sorted((run_dir / rundir.SAMPLES).glob("step_*.txt"))
+    if samples:
+        sections[f"Sample ({samples[-1].stem})"] = "```\n" + samples[-1].read_text()[:600] + "\n```"
+    sections["Intended use"] = (
+        "A small research/teaching model. It imitates its training text; it has no knowledge or safety tuning."
+    )
+    write_card(run_dir, f"Model card: {run_dir.name}", sections)
+
+
+# ---- load / evaluate --------------------------------------------------------------------------
+
+
+class LanguageModel:
+    """A loaded text run: model, tokenizer and config joined for generation and evaluation."""
+
+    def __init__(
+        self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path, bos_id: int | None = None
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.run_dir = run_dir
+        self.bos_id = bos_id  # prepended to every prompt (Llama checkpoints expect a beginning-of-text token)
+
+    def _ids(self, prompt: str) -> list[int]:
+        if self.bos_id is not None:
+            return [self.bos_id, *(self.tokenizer.encode(prompt) if prompt else [])]
+        return prompt_ids(self.tokenizer, prompt)
+
+    @overload
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> str: ...
+
+    @overload
+    def generate(
+        self,
+        prompt: Sequence[str],
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> list[str]: ...
+
+    def generate(
+        self,
+        prompt: str | Sequence[str] = "",
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> str | list[str]:
+        """The continuation of `prompt` (without the prompt); a list of prompts gives a list, generated
+        as one batch. temperature 0 is greedy; `options` are any other `GenerationConfig` fields
+        (top_p, min_p, stop, num_beams, repetition_penalty, ...)."""
+        options.update(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+        completions = self.complete(prompt, **options)
+        texts = [c.text for c in completions]
+        return texts[0] if isinstance(prompt, str) else texts
+
+    def complete(self, prompt: str | Sequence[str] = "", **options: Any) -> list[Completion]:
+        """Full results (text, token ids, finish reason, log-probabilities) for one prompt or a batch."""
+        cfg = generation_config(**options)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise UserError("no prompts given")
+        ids = [self._ids(p) for p in prompts]
+        return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+        """Yield the continuation of `prompt` in pieces as they are decided (whole characters only)."""
+        cfg = generation_config(**options)
+        return stream(self.model, self._ids(prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+
+def generation_config(**options: Any) -> GenerationConfig:
+    """A `GenerationConfig` from keyword options, with one clear line for an unknown name."""
+    fields = {f.name for f in dataclasses.fields(GenerationConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise UserError(f"unknown generation option {unknown[0]!r}; valid options: {', '.join(sorted(fields))}")
+    for key in ("stop", "banned_tokens"):
+        if isinstance(options.get(key), str | int):
+            options[key] = (options[key],)
+        elif options.get(key) is not None:
+            options[key] = tuple(options[key])
+    return GenerationConfig(**{k: v for k, v in options.items() if v is not None or k in ("top_k", "seed")})
+
+
+def load_hf_bert(directory: str | Path) -> MaskedLanguageModel:
+    """A local Hugging Face BERT directory (config.json + model.safetensors + tokenizer.json) as a
+    genloom masked LM; `transformers` is not needed."""
+    directory = Path(directory)
+    cfg, state = bert.read_hf_dir(directory)
+    model = bert.Bert(cfg)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    tokenizer = load_tokenizer(directory / rundir.TOKENIZER)
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(
+            f"{directory / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {cfg.vocab_size}"
+        )
+    return MaskedLanguageModel(model, tokenizer, None, directory)
+
+
+def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") -> Path:
+    """Write a bert run as a Hugging Face BERT directory that `BertForMaskedLM.from_pretrained` and
+    `AutoTokenizer.from_pretrained` read: config.json, model.safetensors, tokenizer.json."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: exists and is not an empty directory; choose a new one")
+    lm = load_text_run(Path(run_dir), read_run_config(run_dir), checkpoint)
+    if not isinstance(lm, MaskedLanguageModel):
+        raise UserError(f"{run_dir}: Hugging Face export is implemented for bert runs; this run is not one")
+    bert.write_hf_dir(lm.model, out)
+    lm.tokenizer.save(out / rundir.TOKENIZER)
+    tokenizer_config = {
+        "tokenizer_class": "BertTokenizerFast",
+        "do_lower_case": True,
+        "model_max_length": lm.model.config.block_size,
+        **{f"{name}_token": f"[{name.upper()}]" for name in ("pad", "unk", "cls", "sep", "mask")},
+    }
+    rundir.atomic_write_text(out / "tokenizer_config.json", json.dumps(tokenizer_config, indent=2) + "\n")
+    return out
+
+
+def hf_model_type(path: Path) -> str | None:
+    """The `model_type` of a Hugging Face config.json (None when unreadable; the loader then says why)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_hf_dir(path: Path) -> LanguageModel:
+    from genloom.data.text import TextDataConfig
+    from genloom.hf import load_hf
+
+    model, tokenizer, cfg, bos_id = load_hf(path)
+    rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
+    return LanguageModel(model, tokenizer, rc, path, bos_id)
+
+
+def load_text_run(run_dir: Path, rc: RunConfig, checkpoint: str) -> LanguageModel | MaskedLanguageModel:
+    """A GPT or BERT run with its tokenizer, checked against each other."""
+    model = load_run_model(run_dir, get_family(rc.family), rc, checkpoint)
+    tokenizer = load_tokenizer(run_dir / rundir.TOKENIZER)
+    if tokenizer.vocab_size != rc.model.vocab_size:
+        raise UserError(
+            f"{run_dir / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {rc.model.vocab_size}"
+        )
+    if isinstance(model, bert.Bert):  # the masked-objective family
+        return MaskedLanguageModel(model, tokenizer, rc, run_dir)
+    return LanguageModel(model, tokenizer, rc, run_dir)
+
+
+def evaluate_text(lm: LanguageModel | MaskedLanguageModel, checkpoint: str) -> dict[str, float]:
+    """Exact validation loss (GPT) or masked-token accuracy with masking seed 0 (BERT); into card.md."""
+    if lm.config is None:
+        raise UserError(f"{lm.run_dir}: a Hugging Face directory has no training data to evaluate on")
+    pipe = prepare_text(lm.config, lm.tokenizer)
+    if isinstance(lm, MaskedLanguageModel):
+        metrics = masked_lm_metrics(lm.model, masked_data(lm.config, pipe), "val")
+    else:
+        metrics = language_model_loss(lm.model, pipe.data, "val")
+    metrics["checkpoint"] = checkpoint  # type: ignore[assignment]
+    summary = read_summary(lm.run_dir)
+    summary["evaluation"] = metrics
+    write_summary(lm.run_dir, summary)
+    write_text_card(lm.run_dir, lm.config, summary)
+    return metrics
