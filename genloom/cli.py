@@ -128,8 +128,13 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     if not isinstance(lm, gl.LanguageModel):
         raise gl.UserError(f"{args.run}: chat needs a text-generating run (gpt), not {type(lm).__name__}")
     options = _generation_options(args) | {"context_overflow": "truncate"}
-    print("genloom chat: a base model continues the conversation as text. Empty line or Ctrl-D to quit.")
-    transcript = ""
+    if lm.chat_template is None:
+        print("genloom chat: a base run, so it continues 'User:/Assistant:' lines as text. Empty line or Ctrl-D quits.")
+    else:
+        print("genloom chat: an instruction-tuned run (its chat template). Empty line or Ctrl-D quits.")
+    messages: list[dict[str, str]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
     while True:
         try:
             line = input("> ")
@@ -137,13 +142,13 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             break
         if not line.strip():
             break
-        transcript += line + "\n"
+        messages.append({"role": "user", "content": line})
         reply = ""
-        for piece in lm.stream(transcript, **options):
+        for piece in lm.stream_chat(messages, **options):
             print(piece, end="", flush=True)
             reply += piece
         print()
-        transcript += reply + "\n"
+        messages.append({"role": "assistant", "content": reply.strip()})
     return 0
 
 
@@ -283,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="images: PNG grid to write (default RUN/samples/sample.png)")
     p.set_defaults(handler=_cmd_sample)
 
-    p = sub.add_parser("chat", help="interactive REPL with streaming output (a base run continues the text)")
+    p = sub.add_parser("chat", help="interactive REPL with streaming output (the run's chat template, if tuned)")
     p.add_argument("run", help="run directory, or a Hugging Face model directory")
+    p.add_argument("--system", default="", help="a system message that opens the conversation")
     _add_generation_flags(p)
     p.set_defaults(handler=_cmd_chat)
 

@@ -3,7 +3,7 @@ directories."""
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -23,6 +23,7 @@ from genloom.api.runs import (
     training_summary,
     write_summary,
 )
+from genloom.chat import ChatTemplate, render_messages, stop_sequences
 from genloom.config import dump_toml
 from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
@@ -211,6 +212,7 @@ class LanguageModel:
         self.config = config
         self.run_dir = run_dir
         self.bos_id = bos_id  # prepended to every prompt (Llama checkpoints expect a beginning-of-text token)
+        self.chat_template = ChatTemplate.load(run_dir)  # None: a base run, chats in plain role lines
 
     def _ids(self, prompt: str) -> list[int]:
         if self.bos_id is not None:
@@ -269,6 +271,24 @@ class LanguageModel:
         """Yield the continuation of `prompt` in pieces as they are decided (whole characters only)."""
         cfg = generation_config(**options)
         return stream(self.model, self._ids(prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The text the model continues for `messages` (the run's chat template, or plain role lines)."""
+        return render_messages(messages, self.chat_template)
+
+    def _chat_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        stops = tuple(options.pop("stop", None) or ())
+        if isinstance(stops, str):
+            stops = (stops,)
+        return {**options, "stop": (*stop_sequences(self.chat_template), *stops)}
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **options: Any) -> Completion:
+        """The assistant's next turn for `messages`; it ends at the template's end-of-turn marker."""
+        return self.complete(self.chat_prompt(messages), **self._chat_options(options))[0]
+
+    def stream_chat(self, messages: Sequence[Mapping[str, str]], **options: Any) -> Iterator[str]:
+        """`chat`, yielded in pieces as they are decided."""
+        return self.stream(self.chat_prompt(messages), **self._chat_options(options))
 
 
 def generation_config(**options: Any) -> GenerationConfig:
