@@ -37,7 +37,7 @@ from genloom.data.text import (
 )
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
-from genloom.generation import Completion, GenerationConfig, complete, generate, stream
+from genloom.generation import Completion, GenerationConfig, complete, stream
 from genloom.masked_lm import MaskedLanguageModel, masked_batches
 from genloom.models import Family, bert, get_family
 from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
@@ -85,14 +85,12 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
 
 
 def _text_sampler(tokenizer: Tokenizer, n_tokens: int, seed: int) -> Callable[[nn.Module], str]:
-    """Sample text during training with its own generator, so training randomness is untouched."""
+    """Sample text during training through the generation engine, with its own seeded generator (the same
+    draw each time, so samples compare across steps; training randomness is untouched)."""
+    cfg = GenerationConfig(max_new_tokens=n_tokens, temperature=0.8, seed=seed, stop_at_eos=False)
 
     def sample(model: nn.Module) -> str:
-        ids = torch.tensor([prompt_ids(tokenizer, "")])
-        out = generate(
-            model, ids, n_tokens, temperature=0.8, top_k=None, generator=torch.Generator().manual_seed(seed)
-        )  # same draw each time: samples compare across steps
-        return tokenizer.decode(out[0, ids.shape[1] :].tolist())
+        return complete(model, [prompt_ids(tokenizer, "")], cfg, tokenizer.decode)[0].text
 
     return sample
 

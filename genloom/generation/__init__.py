@@ -3,6 +3,5 @@ streaming and beam search (see docs/generation.md)."""
 
 from genloom.generation.config import GenerationConfig
 from genloom.generation.engine import Completion, TokenLogprob, complete, stream
-from genloom.generation.sampling import generate
 
-__all__ = ["Completion", "GenerationConfig", "TokenLogprob", "complete", "generate", "stream"]
+__all__ = ["Completion", "GenerationConfig", "TokenLogprob", "complete", "stream"]

@@ -34,6 +34,8 @@ class GenerationConfig:
     logprobs: bool = False  # report each generated token's log-probability
     top_logprobs: int = 0  # and this many most likely alternatives at each step
     context_overflow: Literal["error", "truncate"] = "error"  # prompt longer than the context: error, or keep its end
+    compile: bool = False  # torch.compile the one-token decode step: ~10-30 s once per batch and length, then
+    # faster tokens for small models (their step is bound by per-op overhead, not arithmetic)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:

@@ -105,6 +105,8 @@ def decode_steps(
     n_top = cfg.top_logprobs
 
     cache = model.new_cache(B, min(block_size, total))  # type: ignore[operator]
+    # with cfg.compile, one-token steps go through the model's fixed-shape (compiled) decoder
+    decoder = model.decoder(compiled=True) if cfg.compile and hasattr(model, "decoder") else None  # type: ignore[operator]
     ids = seq[:, :P].masked_fill(~valid[:, :P], 0)
     logits = _model_step(model, ids, cache, valid[:, :P] if padded else None)  # prefill: (B, V)
     cur = P
@@ -135,7 +137,10 @@ def decode_steps(
         if all(finished) or step == cfg.max_new_tokens - 1:
             return
         if cache.length < cache.max_len:  # type: ignore[attr-defined]
-            logits = _model_step(model, next_ids[:, None], cache, None)
+            if decoder is not None:
+                logits = decoder(next_ids[:, None], cache)
+            else:
+                logits = _model_step(model, next_ids[:, None], cache, None)
         else:  # the context is full: slide the window, keeping its last ¾
             keep = block_size - block_size // 4
             cache = model.new_cache(B, block_size)  # type: ignore[operator]

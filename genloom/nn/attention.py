@@ -90,7 +90,7 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         attn_bias: torch.Tensor | None = None,
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-        start: int = 0,
+        start: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         """Args: x (B, T, C); rope cos/sin (T, hs) or per row (B, T, hs); attn_bias (1 or B, nh or 1, T, S)
         additive or boolean (True = attend), which then carries causality itself; cache this layer's
@@ -135,12 +135,23 @@ class Attention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         cache: tuple[torch.Tensor, torch.Tensor],
-        start: int,
+        start: int | torch.Tensor,
         attn_bias: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Inference with a KV cache: store the new k/v, attend over every filled slot (GQA without copies)."""
+        """Inference with a KV cache: store the new k/v, attend over every filled slot (GQA without copies).
+
+        `start` as a 0-dim tensor (one new token): written with `index_copy_` and attended over the whole
+        buffer under `attn_bias`, so every step has the same shapes — what `torch.compile` needs to
+        compile the decode step once."""
         B, nh, T, hs = q.shape
         k_buf, v_buf = cache  # (B, nkv, max_len, hs)
+        if isinstance(start, torch.Tensor):  # static-shape decode (one slot given as a tensor; compilable)
+            k_buf.index_copy_(2, start.view(1), k)
+            v_buf.index_copy_(2, start.view(1), v)
+            y = F.scaled_dot_product_attention(
+                q, k_buf, v_buf, attn_mask=attn_bias, enable_gqa=self.n_kv_head != nh
+            )  # the whole buffer; attn_bias masks the slots not filled yet
+            return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
         end = start + T
         k_buf[:, :, start:end] = k
         v_buf[:, :, start:end] = v

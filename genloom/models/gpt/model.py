@@ -17,6 +17,7 @@ vocabulary projection for the final position only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -90,7 +91,7 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         attn_bias: torch.Tensor | None,
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-        start: int = 0,
+        start: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         x = x + self.attn(self.norm_1(x), rope, attn_bias, cache, start)
         x = x + self.mlp(self.norm_2(x))
@@ -243,6 +244,76 @@ class GPT(nn.Module):
         if self.lm_head.weight.numel() < HEAD_TRANSPOSE_MIN:
             return self.lm_head(x)
         return x @ self._head_transposed()  # (B, 1, vocab_size)
+
+    def decoder(self, compiled: bool = False) -> Callable[[torch.Tensor, KVCache], torch.Tensor]:
+        """A function (idx (B, 1), cache) → float logits (B, vocab_size) that decodes one new token per row.
+
+        The same arithmetic as `forward(idx, cache, last_only=True)`, written with fixed shapes: the new
+        slot arrives as a tensor, keys/values are attended over the whole preallocated buffer under a
+        mask of the filled slots, positions come from the cache's per-row counts. So `compiled=True` can
+        hand the step to `torch.compile` once per (batch, cache length) and reuse it for every token.
+        Take a new decoder after changing the weights."""
+        core = self._compiled_step() if compiled else self._decode_core
+        head = self._head_transposed() if self.lm_head.weight.numel() >= HEAD_TRANSPOSE_MIN else None
+
+        def step(idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+            if cache.length >= cache.max_len:
+                raise ValueError(f"the KV cache of {cache.max_len} tokens is full")
+            slot = torch.tensor(cache.length, device=idx.device)
+            logits = core(idx, slot, cache.k, cache.v, cache.valid, cache.positions, cache.seen, head)
+            cache.length += 1
+            return logits
+
+        return step
+
+    def _decode_core(
+        self,
+        idx: torch.Tensor,
+        slot: torch.Tensor,
+        ks: list[torch.Tensor],
+        vs: list[torch.Tensor],
+        valid: torch.Tensor,
+        positions: torch.Tensor,
+        seen: torch.Tensor,
+        head: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """`decode_step` on plain tensors (what gets compiled): writes the cache, bumps `seen`."""
+        S = valid.shape[1]
+        pos = seen  # (B,) each row's position = real tokens it has seen
+        x = self.wte(idx)  # (B, 1, C)
+        if isinstance(self.wpe, nn.Embedding):
+            x = x + self.wpe.weight.index_select(0, pos)[:, None]
+        elif self.wpe is not None:
+            x = x + self.wpe.pe.index_select(0, pos)[:, None]  # type: ignore[operator,union-attr]
+        rope = None
+        if self.config.pos_encoding == "rope":  # (B, 1, hs) per row
+            rope = (self.rope_cos.index_select(0, pos)[:, None], self.rope_sin.index_select(0, pos)[:, None])
+        positions.index_copy_(1, slot.view(1), pos[:, None])
+        slots = torch.arange(S, device=idx.device)
+        allowed = valid & (slots <= slot)  # (B, S) real tokens up to and including the new one
+        mask: torch.Tensor = allowed[:, None, None, :]  # (B, 1, 1, S)
+        if self.config.pos_encoding == "alibi":
+            distance = (pos[:, None] - positions).float()  # (B, S)
+            bias = -self.alibi_slopes[None, :, None, None] * distance[:, None, None, :]  # (B, nh, 1, S)
+            mask = bias.masked_fill(~mask, float("-inf"))
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, mask, (ks[i], vs[i]), slot)
+        seen.add_(1)
+        x = self.norm_f(x[:, -1])  # (B, C)
+        return (x @ head if head is not None else self.lm_head(x)).float()
+
+    def _compiled_step(self) -> Callable[..., torch.Tensor]:
+        """`_decode_core` through `torch.compile` (inductor with frozen weights and a C++ wrapper: the
+        per-token Python and dispatch overhead of ~20 small ops per layer is what bounds a small model's
+        decoding on CPU). Frozen weights are constants of the compiled code, so it is rebuilt when any
+        parameter changes (training bumps a tensor's version) — checked once per `decoder()` call."""
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if getattr(self, "_step_key", None) != key:
+            self._step_fn = torch.compile(
+                self._decode_core, dynamic=False, options={"freezing": True, "cpp_wrapper": True}
+            )
+            self._step_key = key
+        return self._step_fn  # type: ignore[no-any-return]
 
     def _head_transposed(self) -> torch.Tensor:
         """The output projection as a contiguous (C, V) matrix, for decoding.
