@@ -130,3 +130,27 @@ def test_gan_wgan_gp_step(digits):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g_loss, terms = model.train_step(batch, optimizer)
     assert math.isfinite(float(g_loss)) and math.isfinite(float(terms["d_loss"]))
+
+
+@pytest.mark.parametrize("loss", ["non-saturating", "wgan-gp"])
+def test_gan_auxiliary_classifier(digits, loss):
+    """AC-GAN: the critic's classifier learns from real images only, the generator from its CE on fakes."""
+    x, y = digits.get_batch("train", 8, torch.Generator().manual_seed(0))
+    plain, aux = debug_model("gan", loss=loss), debug_model("gan", loss=loss, aux_weight=2.0)
+    assert plain.discriminator.classifier is None and aux.discriminator.classifier is not None
+    aux.load_state_dict(plain.state_dict(), strict=False)  # same networks; aux adds the classifier
+    fake = aux.generator(torch.randn(8, aux.config.latent_dim), y).detach()
+    torch.manual_seed(1)
+    d_plain = plain.discriminator_loss(x, fake, y)
+    torch.manual_seed(1)  # the same gradient-penalty draws
+    d_aux = aux.discriminator_loss(x, fake, y)
+    ce_real = torch.nn.functional.cross_entropy(aux.discriminator.classifier(aux.discriminator.features(x)), y)
+    torch.testing.assert_close(d_aux - d_plain, 2.0 * ce_real)
+    g_gap = aux.generator_loss(fake, y) - plain.generator_loss(fake, y)
+    ce_fake = torch.nn.functional.cross_entropy(aux.discriminator.classifier(aux.discriminator.features(fake)), y)
+    torch.testing.assert_close(g_gap, 2.0 * ce_fake)
+    before = aux.discriminator.classifier.weight.clone()
+    aux.train_step((x, y), torch.optim.AdamW(aux.parameters(), lr=1e-2))
+    assert not torch.equal(before, aux.discriminator.classifier.weight)
+    with pytest.raises(ValueError, match="aux_weight"):
+        debug_model("gan", aux_weight=-1.0)

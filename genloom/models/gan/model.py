@@ -4,7 +4,10 @@ or WGAN-GP (Gulrajani et al. 2017).
 Generator: z (+ class embedding) -> linear -> (2w, S/4, S/4) -> [transposed conv, BatchNorm, ReLU] ×2 -> tanh.
 Discriminator: [stride-2 conv, LeakyReLU(0.2)] ×2 -> features phi(x); score = linear(phi) + <embed(y), phi>,
 the projection discriminator of Miyato & Koyama 2018 for class conditioning. No BatchNorm in the critic,
-so the gradient penalty of WGAN-GP stays per-sample.
+so the gradient penalty of WGAN-GP stays per-sample. With `aux_weight` > 0 the critic also classifies
+phi(x) (the auxiliary classifier of AC-GAN, Odena et al. 2017): trained on real images, it teaches the
+generator, through a cross-entropy term of its own, to draw images of the asked class — the projection
+alone learned the class signal slowly (71.8% conditional accuracy in a 3-minute MNIST check).
 
 A GAN's update is two updates, so the family owns `train_step(batch, optimizer)`: the shared Trainer
 calls it instead of its own backward/step (genloom/train/loop.py) and still does logging, evaluation,
@@ -32,6 +35,7 @@ class GANConfig:
     width: int = 64  # base channels of both networks
     loss: Literal["non-saturating", "wgan-gp"] = "non-saturating"  # adversarial objective
     gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (lambda in the paper)
+    aux_weight: float = 0.0  # AC-GAN auxiliary classification loss weight (conditional only; 0: off)
 
     def __post_init__(self) -> None:
         if self.image_size % 4 != 0:
@@ -39,6 +43,8 @@ class GANConfig:
         for name in ("latent_dim", "width", "channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if self.conditional and self.num_classes <= 0:
             raise ValueError("conditional needs labelled data (num_classes > 0); set model.conditional=false")
 
@@ -75,14 +81,21 @@ class Discriminator(nn.Module):
         self.conv2 = nn.Conv2d(w, 2 * w, 4, stride=2, padding=1)  # (B, 2w, S/4, S/4)
         self.fc = nn.Linear(2 * w * s * s, 1)
         self.class_emb = nn.Embedding(cfg.num_classes, 2 * w * s * s) if cfg.conditional else None
+        aux = cfg.conditional and cfg.aux_weight > 0
+        self.classifier = nn.Linear(2 * w * s * s, cfg.num_classes) if aux else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.conv1(x), 0.2)
-        h = F.leaky_relu(self.conv2(h), 0.2).flatten(1)  # phi(x): (B, 2w * S/4 * S/4)
+        return F.leaky_relu(self.conv2(h), 0.2).flatten(1)  # phi(x): (B, 2w * S/4 * S/4)
+
+    def score(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         score = self.fc(h).squeeze(1)
         if self.class_emb is not None:
             score = score + (self.class_emb(labels) * h).sum(1)  # projection term <embed(y), phi(x)>
         return score
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.score(self.features(x), labels)
 
 
 class GAN(nn.Module):
@@ -105,17 +118,30 @@ class GAN(nn.Module):
         (grad,) = torch.autograd.grad(self.discriminator(x_hat, labels).sum(), x_hat, create_graph=True)
         return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
+    def _aux_loss(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """AC-GAN's class cross-entropy on features h, weighted (0 when the classifier is off)."""
+        clf = self.discriminator.classifier
+        if clf is None or labels is None:
+            return h.new_zeros(())
+        return self.config.aux_weight * F.cross_entropy(clf(h), labels)
+
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        d_real, d_fake = self.discriminator(real, labels), self.discriminator(fake, labels)
+        h_real = self.discriminator.features(real)
+        d_real = self.discriminator.score(h_real, labels)
+        d_fake = self.discriminator(fake, labels)
+        aux = self._aux_loss(h_real, labels)  # the classifier learns from real images only
         if self.config.loss == "wgan-gp":
-            return d_fake.mean() - d_real.mean() + self.config.gp_weight * self._gradient_penalty(real, fake, labels)
-        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # -log D(x) - log(1 - D(G(z)))
+            gp = self.config.gp_weight * self._gradient_penalty(real, fake, labels)
+            return d_fake.mean() - d_real.mean() + gp + aux
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean() + aux  # -log D(x) - log(1 - D(G(z)))
 
     def generator_loss(self, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        d_fake = self.discriminator(fake, labels)
+        h = self.discriminator.features(fake)
+        d_fake = self.discriminator.score(h, labels)
+        aux = self._aux_loss(h, labels)  # draw what the classifier recognizes as the asked class
         if self.config.loss == "wgan-gp":
-            return -d_fake.mean()
-        return F.softplus(-d_fake).mean()  # non-saturating: -log D(G(z))
+            return -d_fake.mean() + aux
+        return F.softplus(-d_fake).mean() + aux  # non-saturating: -log D(G(z))
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The discriminator's loss on a batch (no update): what the Trainer's evaluation estimates."""
