@@ -148,9 +148,13 @@ class Attention(nn.Module):
         if isinstance(start, torch.Tensor):  # static-shape decode (one slot given as a tensor; compilable)
             k_buf.index_copy_(2, start.view(1), k)
             v_buf.index_copy_(2, start.view(1), v)
-            y = F.scaled_dot_product_attention(
-                q, k_buf, v_buf, attn_mask=attn_bias, enable_gqa=self.n_kv_head != nh
-            )  # the whole buffer; attn_bias masks the slots not filled yet
+            nkv = self.n_kv_head
+            qg = q.reshape(B, nkv, nh // nkv * T, hs)  # query heads grouped by the key/value head they read
+            scores = (qg @ k_buf.transpose(-1, -2)) * hs**-0.5  # (B, nkv, g, S) over the whole buffer
+            if attn_bias is not None:
+                bias = attn_bias if attn_bias.shape[1] == 1 else attn_bias.reshape(B, nkv, -1, attn_bias.shape[-1])
+                scores = scores.masked_fill(~bias, float("-inf")) if bias.dtype == torch.bool else scores + bias
+            y = (scores.softmax(-1) @ v_buf).reshape(B, nh, T, hs)
             return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
         end = start + T
         k_buf[:, :, start:end] = k
