@@ -165,7 +165,7 @@ without repeating key/value heads, the vocabulary projection for the last positi
 large vocabulary, from a contiguous (C, V) copy of the tied weight (the skinny matmul is faster in
 that layout here), the whole loop under `torch.inference_mode`, no mask rebuilt for unpadded
 batches, and no CPU sync besides reading the chosen token ids. With `compile=True` the one-token
-step is the model's fixed-shape `decoder` (the new slot as a tensor, attention over the whole buffer
+step is the model's fixed-shape `step_function` (the new slot as a tensor, attention over the whole buffer
 under a mask) compiled by inductor with frozen weights and a C++ wrapper: a small model's step is
 bound by per-op dispatch, which compilation removes; a 124M model's step is bound by reading its
 weights from memory, which compilation cannot change (it measured no faster, after ~100 s of compiling)."""

@@ -106,7 +106,8 @@ def decode_steps(
 
     cache = model.new_cache(B, min(block_size, total))  # type: ignore[operator]
     # with cfg.compile, one-token steps go through the model's fixed-shape (compiled) decoder
-    decoder = model.decoder(compiled=True) if cfg.compile and hasattr(model, "decoder") else None  # type: ignore[operator]
+    step_function = getattr(model, "step_function", None)
+    decoder = step_function(compiled=True) if cfg.compile and step_function is not None else None
     ids = seq[:, :P].masked_fill(~valid[:, :P], 0)
     logits = _model_step(model, ids, cache, valid[:, :P] if padded else None)  # prefill: (B, V)
     cur = P

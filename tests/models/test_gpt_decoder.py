@@ -1,4 +1,4 @@
-"""`GPT.decoder`: the fixed-shape one-token decode step equals the cached forward pass it replaces,
+"""`GPT.step_function`: the fixed-shape one-token decode step equals the cached forward pass it replaces,
 for every position encoding, with and without left padding, eager and through `torch.compile`."""
 
 import pytest
@@ -28,7 +28,7 @@ def test_decoder_matches_cached_forward(pos, padded):
         ref_cache, dec_cache = m.new_cache(3, 12), m.new_cache(3, 12)
         m(ids, cache=ref_cache, attention_mask=mask if padded else None, last_only=True)
         m(ids, cache=dec_cache, attention_mask=mask if padded else None, last_only=True)
-        step = m.decoder()
+        step = m.step_function()
         for t in range(5):
             ref = m(new[:, t : t + 1], cache=ref_cache, last_only=True)[:, -1].float()
             got = step(new[:, t : t + 1], dec_cache)
@@ -43,7 +43,7 @@ def test_decoder_refuses_a_full_cache():
         cache = m.new_cache(1, 4)
         m(torch.zeros(1, 4, dtype=torch.long), cache=cache)
         with pytest.raises(ValueError, match="full"):
-            m.decoder()(torch.zeros(1, 1, dtype=torch.long), cache)
+            m.step_function()(torch.zeros(1, 1, dtype=torch.long), cache)
 
 
 def test_compiled_generation_gives_the_same_tokens_and_follows_new_weights():

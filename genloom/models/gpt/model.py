@@ -245,7 +245,7 @@ class GPT(nn.Module):
             return self.lm_head(x)
         return x @ self._head_transposed()  # (B, 1, vocab_size)
 
-    def decoder(self, compiled: bool = False) -> Callable[[torch.Tensor, KVCache], torch.Tensor]:
+    def step_function(self, compiled: bool = False) -> Callable[[torch.Tensor, KVCache], torch.Tensor]:
         """A function (idx (B, 1), cache) → float logits (B, vocab_size) that decodes one new token per row.
 
         The same arithmetic as `forward(idx, cache, last_only=True)`, written with fixed shapes: the new
@@ -306,7 +306,7 @@ class GPT(nn.Module):
         """`_decode_core` through `torch.compile` (inductor with frozen weights and a C++ wrapper: the
         per-token Python and dispatch overhead of ~20 small ops per layer is what bounds a small model's
         decoding on CPU). Frozen weights are constants of the compiled code, so it is rebuilt when any
-        parameter changes (training bumps a tensor's version) — checked once per `decoder()` call."""
+        parameter changes (training bumps a tensor's version) — checked once per `step_function()` call."""
         key = tuple((p.data_ptr(), p._version) for p in self.parameters())
         if getattr(self, "_step_key", None) != key:
             self._step_fn = torch.compile(
