@@ -87,6 +87,19 @@ def contenders(hf: Any, lm: Any, compiled: bool, bf16: bool) -> dict[str, Callab
     return out
 
 
+def weight_read_ms(model: torch.nn.Module, rounds: int = 7) -> float:
+    """Median time to read every weight byte once (a sum over a buffer of the same size): the floor of a
+    batch-1 decode step, which must read them all."""
+    n = sum(p.numel() for p in model.parameters())
+    buf = torch.ones(n)
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        buf.sum()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -98,11 +111,13 @@ def main() -> None:
     import transformers
 
     rows = []
+    floors: dict[str, float] = {}
     for name in args.cases:
         overrides, batches = CASES[name]
         with tempfile.TemporaryDirectory() as tmp:
             hf, lm = build(overrides, Path(tmp))
         runners = contenders(hf, lm, name in args.compile, name in args.bf16)
+        floors[name] = weight_read_ms(lm.model)
         for batch in batches:
             ids = torch.randint(
                 0, overrides["vocab_size"], (batch, PROMPT_TOKENS), generator=torch.Generator().manual_seed(1)
@@ -159,6 +174,9 @@ compared with transformers': "same tokens"). transformers {transformers.__versio
 absolute figures are noisy; the ratios are measured side by side).
 
 {chr(10).join(table)}
+
+Memory floor of a batch-1 step (reading every fp32 weight once, a sum over a buffer of that size, same
+threads): {", ".join(f"{k} {v:.2f} ms" for k, v in floors.items())}.
 
 What genloom does per step: one preallocated KV cache (no concatenation or re-slicing copies), GQA
 without repeating key/value heads, the vocabulary projection for the last position only and, for a
