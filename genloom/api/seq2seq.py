@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import torch
+from torch import nn
 
 from genloom import run as rundir
 from genloom.api.runs import (
@@ -122,7 +123,8 @@ def train_seq2seq(
         pipe.stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
         rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
     rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
-    trainer = Trainer(model, rc.train, pipe.data, out, log=log)
+    sampler = _translation_sampler(rc, pipe, out)
+    trainer = Trainer(model, rc.train, pipe.data, out, sampler=sampler, log=log)
     result = trainer.fit(resume=resume)
     summary = read_summary(out)
     summary["data"] = pipe.stats
@@ -132,6 +134,20 @@ def train_seq2seq(
     plot_loss_curve(out)
     write_seq2seq_card(out, rc, summary)
     return result
+
+
+def _translation_sampler(rc: RunConfig, pipe: PairPipeline, out: Path) -> Callable[[nn.Module], str]:
+    """At each evaluation, greedy translations of the first three validation sources (up to
+    `train.sample_tokens` tokens each), so the log shows the model learning."""
+    sources = list(dict.fromkeys(p.source for p in pipe.splits.val))[:3]
+    max_new = min(rc.train.sample_tokens, rc.model.block_size - 1)
+
+    def sample(model: nn.Module) -> str:
+        assert isinstance(model, Seq2Seq)
+        hyps = Translator(model, pipe.tokenizer, rc, out).translate(sources, max_new_tokens=max_new)
+        return "\n".join(f"{s} → {h}" for s, h in zip(sources, hyps, strict=True))
+
+    return sample
 
 
 def write_seq2seq_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> None:
