@@ -122,7 +122,10 @@ class PairData:
     def __init__(self, splits: dict[str, list[EncodedPair]], eos_id: int, block_size: int) -> None:
         self.splits = splits
         self.eos_id = eos_id
-        self.block_size = block_size  # the trainer's tokens/s figure counts a batch as batch_size × this
+        self.block_size = block_size  # the longest side, in tokens
+        train = splits.get("train") or next(iter(splits.values()))
+        # mean tokens of a training pair (both sides): what a batch holds per row, for tokens/s figures
+        self.tokens_per_sequence = round(sum(len(p.source) + len(p.target) for p in train) / max(len(train), 1))
         # per split: pair indices sorted by length, the order buckets are cut from
         self.by_length = {name: _length_order(ps) for name, ps in splits.items()}
 

@@ -163,3 +163,18 @@ def test_batches_are_padded_and_bucketed_by_length(tatoeba_tsv):
     src, mask, _, _ = data.get_batch("train", 32, g)
     lengths = mask.sum(1)
     assert lengths.max() - lengths.min() <= 2  # neighbours in length order: little padding
+
+
+def test_resume_continues_exactly(tmp_path, tatoeba_tsv):
+    sets = [*QUIET, "train.max_iters=6", "train.eval_interval=3", "train.eval_iters=1"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    gl.train("seq2seq", out=whole, data=str(tatoeba_tsv), preset="debug", sets=sets)
+    gl.train("seq2seq", out=part, data=str(tatoeba_tsv), preset="debug", sets=[*sets, "train.max_iters=3"])
+    gl.train("seq2seq", out=part, data=str(tatoeba_tsv), preset="debug", sets=sets, resume=True)
+    losses = [
+        [json.loads(line)["train_loss"] for line in (r / "metrics.jsonl").read_text().splitlines()]
+        for r in (whole, part)
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) == 6
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["data"]["train_pairs"] > 3000 and summary["training"]["tokens_per_s"] > 0
