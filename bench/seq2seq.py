@@ -107,8 +107,8 @@ def main() -> None:
     s2s_wall = time.perf_counter() - start
     tr = gl.load(s2s_out)
     assert isinstance(tr, gl.Translator)
-    greedy = evaluate_seq2seq(tr, max_sentences=args.max_sentences)
     beam = evaluate_seq2seq(tr, max_sentences=args.max_sentences, num_beams=4)
+    greedy = evaluate_seq2seq(tr, max_sentences=args.max_sentences)  # last, so card.md shows `genloom eval`
 
     # --- the decoder-only GPT on the same training pairs ---
     cfg = PairDataConfig()

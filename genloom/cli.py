@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", help="model family (see `genloom families`)")
     p.add_argument(
         "--data",
-        help="bundled dataset (tinyshakespeare; images: mnist, fashion-mnist, digits), a file or a directory",
+        help="bundled dataset (tinyshakespeare; images: mnist, fashion-mnist, digits; pairs: tatoeba-eng-fra), a file or a directory",
     )
     p.add_argument("--preset", help="named config of the family (e.g. debug, nanogpt-cpu)")
     p.add_argument("--config", help="TOML file with [model], [data] and [train] sections")
