@@ -235,14 +235,16 @@ class Translator:
         rows = self._source_ids(texts, cfg.context_overflow == "truncate")
         start = [self.model.config.start_id]
         decode, eos = self.tokenizer.decode, self.model.config.eos_id
-        out: list[Completion] = []
-        # beam search runs one source at a time; otherwise a batch of sources decodes together
+        results: dict[int, Completion] = {}
+        # beam search runs one source at a time; otherwise batches of sources of similar length (little
+        # padding) decode together
         step = 1 if cfg.num_beams > 1 else TRANSLATE_BATCH
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         for s in range(0, len(rows), step):
-            chunk = rows[s : s + step]
-            decoder = self.model.bind(*self._encode_batch(chunk))
-            out += complete(decoder, [start] * len(chunk), cfg, decode, eos)
-        return out
+            chunk = order[s : s + step]
+            decoder = self.model.bind(*self._encode_batch([rows[i] for i in chunk]))
+            results.update(zip(chunk, complete(decoder, [start] * len(chunk), cfg, decode, eos), strict=True))
+        return [results[i] for i in range(len(rows))]
 
     @overload
     def translate(self, texts: str, **options: Any) -> str: ...
