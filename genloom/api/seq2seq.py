@@ -159,8 +159,10 @@ def write_seq2seq_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) ->
     if source in BUNDLED_PAIRS:
         src = DATA_DIR / Path(BUNDLED_PAIRS[source]).parent / "SOURCE.md"
         provenance = f"Bundled dataset `{source}`; origin and license in `data/{src.parent.name}/SOURCE.md` of genloom."
-        if src.exists():
-            provenance += "\n\n" + "\n".join(line for line in src.read_text().splitlines() if "licen" in line.lower())
+        if src.exists():  # the paragraph under "## License / attribution"
+            _, _, rest = src.read_text().partition("## License")
+            paragraph = rest.split("\n\n")[0].split("\n")[1:]
+            provenance += "\n\n" + " ".join(line.strip() for line in paragraph)
     m = rc.model
     sections: dict[str, dict[str, Any] | str] = {
         "Model": {

@@ -29,6 +29,8 @@ def test_translation_doc_runs(tmp_path):
         outputs.append(proc.stdout)
     assert len(outputs[1].splitlines()) == 1 and len(outputs[2].splitlines()) == 1
     assert outputs[3].startswith("BLEU ")
+    card = (tmp_path / "runs" / "s2s-debug" / "card.md").read_text()
+    assert "CC-BY 2.0 (France)" in card and "bleu" in card  # the bundled data's license, the evaluation
     api, engine = blocks("python")
     proc = subprocess.run([sys.executable, "-c", api], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
