@@ -178,3 +178,16 @@ def test_resume_continues_exactly(tmp_path, tatoeba_tsv):
     assert losses[0] == losses[1] and len(losses[0]) == 6
     summary = json.loads((whole / "summary.json").read_text())
     assert summary["data"]["train_pairs"] > 3000 and summary["training"]["tokens_per_s"] > 0
+
+
+def test_jsonl_pairs_with_own_field_names(tmp_path, tatoeba_tsv):
+    jl = tmp_path / "pairs.jsonl"
+    rows = [line.split("\t")[:2] for line in tatoeba_tsv.read_text().splitlines()[:1500]]
+    jl.write_text("".join(json.dumps({"en": en, "fr": fr}, ensure_ascii=False) + "\n" for en, fr in rows))
+    sets = [*QUIET, "data.source_field=en", "data.target_field=fr", "model.n_decoder_layer=1"]
+    gl.train("seq2seq", out=tmp_path / "run", data=str(jl), preset="debug", sets=sets)
+    tr = gl.load(tmp_path / "run")
+    assert isinstance(tr, gl.Translator) and len(tr.model.decoder) == 1 and len(tr.model.encoder) == 2
+    assert isinstance(tr.translate("Hello.", max_new_tokens=4), str)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert sum(summary["data"][f"{s}_pairs"] for s in ("train", "val", "test")) == 1500
