@@ -89,6 +89,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     lm = gl.load(args.run, checkpoint=args.checkpoint)
     if isinstance(lm, gl.ImageModel):
         return _sample_images(lm, args)
+    if isinstance(lm, gl.Translator):
+        raise UserError(f"{args.run}: a seq2seq run translates rather than continues text; use `genloom translate`")
     if not isinstance(lm, gl.LanguageModel):  # a masked LM fills in, it does not continue text
         raise UserError(f"{args.run}: a masked LM (bert) does not generate text; use `genloom fill-mask`")
     options = _generation_options(args)
@@ -178,6 +180,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         return 0
     m = gl.evaluate(args.run, checkpoint=args.checkpoint)
+    if "bleu" in m:  # a seq2seq run
+        print(
+            f"BLEU {m['bleu']:.2f}, chrF {m['chrf']:.2f} over {m['test_sentences']:,} test sentences; "
+            f"test loss {m['test_loss']:.4f} nats/token ({m['bleu_signature']})"
+        )
+        return 0
     if "val_masked_accuracy" in m:  # a masked LM
         print(
             f"masked-token accuracy {m['val_masked_accuracy']:.4f}, loss {m['val_masked_loss']:.4f} nats "
@@ -200,6 +208,37 @@ def _cmd_fill_mask(args: argparse.Namespace) -> int:
         print(f"[MASK] #{n}:")
         for token, prob in fillers:
             print(f"  {prob:7.4f}  {token}")
+    return 0
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import genloom as gl
+
+    tr = gl.load(args.run, checkpoint=args.checkpoint)
+    if not isinstance(tr, gl.Translator):
+        raise gl.UserError(f"{args.run}: translate needs a seq2seq run (genloom train seq2seq ...)")
+    if (args.text is None) == (args.file is None):
+        raise gl.UserError("translate: give exactly one of a text or --file (one sentence per line)")
+    options = _generation_options(args)
+    if args.temperature is None:  # translation is greedy (or beam search) unless asked to sample
+        options["temperature"] = 0.0
+    if args.max_new_tokens is None:  # the decoder's whole context
+        del options["max_new_tokens"]
+    if args.file is None:
+        texts = [args.text]
+    else:
+        try:
+            texts = [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as e:
+            raise gl.UserError(f"--file {args.file}: cannot read it ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise gl.UserError(f"--file {args.file}: not UTF-8 text (byte offset {e.start})") from None
+        if not texts:
+            raise gl.UserError(f"--file {args.file}: no sentences (one per line expected)")
+    for translation in tr.translate(texts, **options):
+        print(translation)
     return 0
 
 
@@ -265,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", help="model family (see `genloom families`)")
     p.add_argument(
         "--data",
-        help="bundled dataset (tinyshakespeare; images: mnist, fashion-mnist, digits), a file or a directory",
+        help="bundled dataset (tinyshakespeare; images: mnist, fashion-mnist, digits; pairs: tatoeba-eng-fra), a file or a directory",
     )
     p.add_argument("--preset", help="named config of the family (e.g. debug, nanogpt-cpu)")
     p.add_argument("--config", help="TOML file with [model], [data] and [train] sections")
@@ -320,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.set_defaults(handler=_cmd_fill_mask)
 
+    p = sub.add_parser("translate", help="translate text with a seq2seq run (greedy, beam search or sampling)")
+    p.add_argument("run", help="run directory of a seq2seq run")
+    p.add_argument("text", nargs="?", default=None, help="the sentence to translate")
+    p.add_argument("--file", default=None, help="a file with one sentence per line; prints one translation per line")
+    _add_generation_flags(p)
+    p.set_defaults(handler=_cmd_translate, max_new_tokens=None)
+
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
 
@@ -341,6 +387,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "families": _cmd_families,
     "demo": _cmd_demo,
     "fill-mask": _cmd_fill_mask,
+    "translate": _cmd_translate,
 }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from genloom import run as rundir
 from genloom.api.images import ImageModel, evaluate_images, load_image_model, train_images
 from genloom.api.runs import RunConfig, read_run_config, resolve_config, resume_config
+from genloom.api.seq2seq import Translator, evaluate_seq2seq, load_seq2seq_run, train_seq2seq
 from genloom.api.text import (
     LanguageModel,
     evaluate_text,
@@ -42,6 +43,7 @@ __all__ = [
     "LanguageModel",
     "MaskedLanguageModel",
     "RunConfig",
+    "Translator",
     "demo",
     "evaluate",
     "evaluate_images",
@@ -79,10 +81,12 @@ def train(
         return train_images(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
     if fam.modality != "text":
         raise UserError(f"family {family!r} cannot be trained yet")
+    if fam.objective == "seq2seq":  # pairs, not a corpus
+        return train_seq2seq(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
     return train_text(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
 
 
-def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | MaskedLanguageModel:
+def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | MaskedLanguageModel | Translator:
     """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best").
 
     A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
@@ -96,16 +100,22 @@ def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | Maske
     fam = get_family(rc.family)
     if fam.modality == "image":  # an ImageModel handle (image section below)
         return load_image_model(run_dir, checkpoint)  # type: ignore[return-value]
+    if fam.objective == "seq2seq":  # a Translator handle (api/seq2seq.py)
+        return load_seq2seq_run(run_dir, rc, checkpoint)
     return load_text_run(run_dir, rc, checkpoint)
 
 
 def evaluate(run_dir: str | Path, checkpoint: str = "last") -> dict[str, float]:
     """Exact validation loss and perplexity over the run's whole validation split; recorded in card.md.
     For a masked LM: masked-token loss and accuracy over every window of the split, masked with seed 0.
-    Image runs: FID/KID, conditional accuracy and likelihoods (`evaluate_images`)."""
+    Image runs: FID/KID, conditional accuracy and likelihoods (`evaluate_images`). Seq2seq runs: test-split
+    loss, BLEU and chrF (`evaluate_seq2seq`)."""
     if (Path(run_dir) / rundir.CONFIG).exists() and get_family(read_run_config(run_dir).family).modality == "image":
         return evaluate_images(run_dir, checkpoint)
-    return evaluate_text(load(run_dir, checkpoint), checkpoint)
+    handle = load(run_dir, checkpoint)
+    if isinstance(handle, Translator):
+        return evaluate_seq2seq(handle, checkpoint)
+    return evaluate_text(handle, checkpoint)
 
 
 def families() -> list[dict[str, str]]:

@@ -11,9 +11,10 @@ from typing import Any
 
 from genloom.data.images import ImageDataConfig
 from genloom.data.masking import MaskedTextDataConfig
+from genloom.data.pairs import PairDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import bert, diffusion, flow, gan, gpt, pixelcnn, vae
+from genloom.models import bert, diffusion, flow, gan, gpt, pixelcnn, seq2seq, vae
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Family:
     model: type  # the nn.Module built from that config
     data_config: type  # the data section's dataclass
     presets: dict[str, dict[str, dict[str, Any]]]
-    objective: str = "next-token"  # text only: "next-token" (windows of targets) or "masked" (BERT masking)
+    objective: str = "next-token"  # text only: "next-token" (windows), "masked" (BERT masking), "seq2seq" (pairs)
 
 
 FAMILIES: dict[str, Family] = {
@@ -92,6 +93,16 @@ FAMILIES: dict[str, Family] = {
         data_config=MaskedTextDataConfig,
         presets=bert.PRESETS,
         objective="masked",
+    ),
+    "seq2seq": Family(
+        name="seq2seq",
+        modality="text",
+        use_for="encoder-decoder transformer (Vaswani et al. 2017): translation and other text-to-text pairs",
+        config=seq2seq.Seq2SeqConfig,
+        model=seq2seq.Seq2Seq,
+        data_config=PairDataConfig,
+        presets=seq2seq.PRESETS,
+        objective="seq2seq",
     ),
 }
 
