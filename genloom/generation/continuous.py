@@ -60,10 +60,11 @@ class DecodeRow:
 
     def completion(self) -> Completion:
         """The result in the engine's form ("cancelled" is reported as "length": it was cut short)."""
-        reason = "length" if self.finish_reason in (None, "cancelled") else self.finish_reason
-        return Completion(
-            self.text.text, self.ids, reason, len(self.prompt), self.logprobs if self.cfg.logprobs else None
-        )  # type: ignore[arg-type]
+        reason: Literal["length", "stop", "eos"] = "length"
+        if self.finish_reason == "stop" or self.finish_reason == "eos":
+            reason = self.finish_reason
+        logprobs = self.logprobs if self.cfg.logprobs else None
+        return Completion(self.text.text, self.ids, reason, len(self.prompt), logprobs)
 
 
 def _first_valid_slot(cache: object) -> int:
