@@ -289,12 +289,16 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-        err = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request", "type": "invalid"}
+        errors = list(e.errors()) or [{"loc": (), "msg": "invalid request", "type": "invalid"}]
+        # a union field (str | list) reports one error per member: the one that is not a mere type
+        # mismatch says what is wrong with the value that was sent
+        err = next((x for x in errors if not str(x.get("type")).endswith("_type")), errors[0])
         if err.get("type") == "json_invalid":
             return JSONResponse(
                 error_body(400, f"the body is not valid JSON: {err.get('msg')}", None, "invalid_json"), 400
             )
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        # the field path, without pydantic's names of union members ("constrained-str", "list[...]")
+        loc = [str(x) for x in err.get("loc", ()) if x != "body" and (isinstance(x, int) or str(x).isidentifier())]
         param = ".".join(loc) or None
         message = f"{param}: {err.get('msg')}" if param else str(err.get("msg"))
         return JSONResponse(error_body(422, message, param, str(err.get("type"))), 422)
@@ -334,6 +338,12 @@ def create_app(
     # ---- running jobs ----
 
     def submit(jobs: list[Job]) -> None:
+        if len(jobs) > scheduler.max_queue:  # could never be queued: not a matter of retrying later
+            raise APIError(
+                400,
+                f"n: {len(jobs)} choices in all (prompts × n), more than this server queues ({scheduler.max_queue})",
+                "n",
+            )
         try:
             scheduler.submit(jobs)
         except QueueFull as e:
