@@ -5,8 +5,8 @@ import itertools
 from collections import Counter
 
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -36,7 +36,7 @@ def test_every_operation_holds_to_its_openapi_document(live):
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-        def fuzz(case):
+        def fuzz(case, mode=mode):
             if mode == GenerationMode.POSITIVE and isinstance(case.body, dict):  # a served model, so the
                 case.body["model"] = "digits-gan" if "images" in case.path else "debug"  # request gets decoded
             calls.append(
