@@ -238,6 +238,20 @@ def completion_logprobs(items: list[TokenLogprob], offset: int) -> s.CompletionL
     )
 
 
+def merge(events: list[Event]) -> list[Event]:
+    """Consecutive events of one choice as one (text and logprobs joined, the last finish reason)."""
+    merged: list[Event] = []
+    for ev in events:
+        last = merged[-1] if merged else None
+        if last is not None and last.index == ev.index and last.finish_reason is None and last.error is None:
+            last.text += ev.text
+            last.logprobs = [*last.logprobs, *ev.logprobs]
+            last.finish_reason, last.completion_tokens, last.error = ev.finish_reason, ev.completion_tokens, ev.error
+        else:
+            merged.append(ev)
+    return merged
+
+
 def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
@@ -400,14 +414,19 @@ def create_app(
             done, tokens = 0, [0] * len(jobs)
             try:
                 while done < len(jobs):
-                    ev = await events.get()
-                    if ev.error is not None:
-                        yield sse(error_body(500, f"generation failed: {ev.error}"))
-                        return
-                    tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
-                    done += ev.finish_reason is not None
-                    if ev.text or ev.finish_reason is not None or ev.logprobs:
-                        yield sse(chunk(ev))
+                    ready = [await events.get()]
+                    while not events.empty():  # a client slower than decoding gets several tokens per chunk
+                        ready.append(events.get_nowait())
+                    out = []
+                    for ev in merge(ready):
+                        if ev.error is not None:
+                            yield sse(error_body(500, f"generation failed: {ev.error}"))
+                            return
+                        tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
+                        done += ev.finish_reason is not None
+                        if ev.text or ev.finish_reason is not None or ev.logprobs:
+                            out.append(sse(chunk(ev)))
+                    yield "".join(out)
                 if tail is not None:
                     yield sse({**tail, "choices": [], "usage": usage(prompts, sum(tokens)).model_dump()})
                 yield sse("[DONE]")

@@ -179,6 +179,7 @@ class Scheduler:
         for batcher in self.batchers.values():
             if not batcher.rows:
                 continue
+            deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
             for row, text in batcher.step():
                 job = self.running[id(row)]
                 new = row.logprobs[job.sent_logprobs :]
@@ -188,7 +189,9 @@ class Scheduler:
                     del self.running[id(row)]
                     if row.finish_reason == "cancelled":
                         self.cancelled += 1
-                job.post(event)
+                deliveries.setdefault(job.loop, []).append((job, event))
+            for loop, items in deliveries.items():  # one wake-up of the event loop per step, not per row
+                loop.call_soon_threadsafe(_deliver, items)
             self.steps += 1
             if self.on_step is not None:
                 self.on_step()
@@ -197,3 +200,9 @@ class Scheduler:
         """(running, waiting) jobs."""
         with self._cond:
             return len(self.running), len(self.waiting)
+
+
+def _deliver(items: list[tuple[Job, Event]]) -> None:
+    """On the event loop: hand each job its event."""
+    for job, event in items:
+        job.events.put_nowait(event)
