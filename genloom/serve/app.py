@@ -479,11 +479,7 @@ def create_app(
             raise APIError(400, "prompt: expected a string or a non-empty list of strings", "prompt")
         prompts = [encode(lm, t, "prompt") for t in texts]
         configs = generation_configs(req, lm, max(len(p) for p in prompts), req.max_tokens, top_logprobs=req.logprobs)
-        check(req.model, prompts, configs)
-        jobs, events = text_jobs(req.model, prompts, configs)
-        submit(jobs)
-        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        head = {"id": rid, "object": "text_completion", "created": created, "model": req.model}
+        jobs, events, head = start(req.model, prompts, configs, "text_completion")
         if req.stream:
 
             def chunk(ev: Event) -> dict[str, Any]:
@@ -507,7 +503,11 @@ def create_app(
             for i, (text, reason, lps, _) in enumerate(results)
         ]
         return s.CompletionResponse(
-            id=rid, created=created, model=req.model, choices=choices, usage=usage(prompts, sum(r[3] for r in results))
+            id=head["id"],
+            created=head["created"],
+            model=req.model,
+            choices=choices,
+            usage=usage(prompts, sum(r[3] for r in results)),
         )
 
     @app.post(
@@ -538,11 +538,7 @@ def create_app(
             raise APIError(400, "top_logprobs: needs logprobs: true", "top_logprobs")
         max_tokens = req.max_completion_tokens or req.max_tokens
         configs = generation_configs(req, lm, len(prompts[0]), max_tokens, stop_sequences(lm.chat_template), top)
-        check(req.model, prompts, configs)
-        jobs, events = text_jobs(req.model, prompts, configs)
-        submit(jobs)
-        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model}
+        jobs, events, head = start(req.model, prompts, configs, "chat.completion.chunk")
         if req.stream:
             started: set[int] = set()
 
@@ -571,16 +567,28 @@ def create_app(
             for i, (text, reason, lps, _) in enumerate(results)
         ]
         return s.ChatCompletionResponse(
-            id=rid, created=created, model=req.model, choices=choices, usage=usage(prompts, sum(r[3] for r in results))
+            id=head["id"],
+            created=head["created"],
+            model=req.model,
+            choices=choices,
+            usage=usage(prompts, sum(r[3] for r in results)),
         )
 
-    def check(model: str, prompts: list[list[int]], configs: list[GenerationConfig]) -> None:
-        batcher = scheduler.batchers[model]
+    def start(
+        model: str, prompts: list[list[int]], configs: list[GenerationConfig], kind: str
+    ) -> tuple[list[Job], asyncio.Queue[Event], dict[str, Any]]:
+        """Check the prompts against the model, queue one job per choice; returns the jobs, their
+        event queue and the fields every response and chunk starts with."""
         for ids in prompts:
             try:
-                batcher.check(ids, configs[0])
+                scheduler.batchers[model].check(ids, configs[0])
             except UserError as e:
                 raise user_error(e, "prompt") from None
+        jobs, events = text_jobs(model, prompts, configs)
+        submit(jobs)
+        prefix = "cmpl" if kind == "text_completion" else "chatcmpl"
+        head = {"id": f"{prefix}-{uuid.uuid4().hex[:24]}", "object": kind, "created": int(time.time()), "model": model}
+        return jobs, events, head
 
     @app.post("/v1/images/generations", response_model=s.ImagesResponse, dependencies=auth, responses=ERROR_RESPONSES)
     async def images(req: s.ImageRequest) -> s.ImagesResponse:
