@@ -185,3 +185,13 @@ def test_unknown_paths_methods_and_oversized_bodies(live):
     r = httpx.post(live.url + "/v1/completions", content=big, headers=HEADERS, timeout=30)
     assert r.status_code == 413 and "larger than" in r.json()["error"]["message"]
     check_still_serving(live.url)
+
+
+def test_serve_refuses_bad_runs_with_one_line(trained_run, tmp_path, capsys):
+    from genloom.cli import main
+
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert main(["serve", str(trained_run), str(trained_run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("genloom: error: ") for line in err)
+    assert "two runs are named 'debug'" in err[1]

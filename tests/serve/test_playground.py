@@ -72,6 +72,12 @@ def test_the_playground_streams_text_chats_and_shows_images(browser, live, clien
     assert (tmp_path / "playground.png").stat().st_size > 10_000
     print(f"screenshot: {tmp_path / 'playground.png'}")
 
+    # responsive: on a phone-sized screen nothing scrolls sideways
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(tmp_path / "playground-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 1000, "height": 900})
+
     # an error shows as a readable message, not a broken page
     page.click("#tab-complete")
     page.fill("#max-tokens", "500")
