@@ -173,6 +173,32 @@ class ContinuousBatcher:
             scores = proc(history, scores)  # type: ignore[arg-type]
         return int(torch.multinomial(scores.softmax(dim=-1), 1, generator=row.generator)[0, 0])
 
+    def _choose_all(self, active: list[int]) -> dict[int, int]:
+        """The next token of each row in `active`. Rows whose processors read only the logits and have
+        the same settings are processed as one (G, V) block (every processor works row by row, so each
+        row's scores are the ones it gets alone), then each draws with its own generator."""
+        assert self.logits is not None
+        groups: dict[tuple[object, ...], list[int]] = {}
+        tokens: dict[int, int] = {}
+        for r in active:
+            cfg = self.rows[r].cfg
+            if self.rows[r].edits:  # penalties, bias, bans: row by row
+                tokens[r] = self._choose(self.rows[r], self.logits[r : r + 1])
+            else:
+                groups.setdefault((cfg.greedy, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p), []).append(r)
+        for members in groups.values():
+            first = self.rows[members[0]]
+            scores = self.logits[members]  # (G, V)
+            if first.cfg.greedy:
+                tokens.update(zip(members, scores.argmax(dim=-1).tolist(), strict=True))
+                continue
+            for proc in first.warpers:
+                scores = proc(None, scores)  # type: ignore[arg-type]  # warpers read the logits only
+            probs = scores.softmax(dim=-1)  # (G, V)
+            for g, r in enumerate(members):
+                tokens[r] = int(torch.multinomial(probs[g : g + 1], 1, generator=self.rows[r].generator)[0, 0])
+        return tokens
+
     def _accept(self, row: DecodeRow, token: int, logits: torch.Tensor) -> str:
         """Record `token` for `row`; returns the text that became final (as `engine.complete` decides)."""
         cfg = row.cfg
@@ -210,14 +236,14 @@ class ContinuousBatcher:
         events: list[tuple[DecodeRow, str]] = []
         keep: list[int] = []
         next_ids: list[int] = []
+        tokens = self._choose_all([r for r, row in enumerate(self.rows) if not row.cancelled])
         for r, row in enumerate(self.rows):
             if row.cancelled:
                 row.finish_reason = "cancelled"
                 events.append((row, ""))
                 continue
-            logits = self.logits[r : r + 1]
-            token = self._choose(row, logits)
-            events.append((row, self._accept(row, token, logits)))
+            token = tokens[r]
+            events.append((row, self._accept(row, token, self.logits[r : r + 1])))
             if not row.finished:
                 keep.append(r)
                 next_ids.append(token)

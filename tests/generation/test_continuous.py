@@ -15,6 +15,13 @@ REQUESTS = [
     ("What", {"max_new_tokens": 25, "top_p": 0.8, "seed": 4, "stop": ["e"], "logit_bias": {3: 2.0}}),
     ("To be", {"max_new_tokens": 26, "min_p": 0.1, "seed": 5, "presence_penalty": 0.7}),
     ("O", {"max_new_tokens": 31, "temperature": 1.3, "seed": 6}),
+    # rows with equal settings share one (G, V) block of processors: each must still get its own tokens
+    ("I", {"max_new_tokens": 18, "temperature": 0.9, "seed": 7}),
+    ("We", {"max_new_tokens": 22, "temperature": 0.9, "seed": 8}),
+    ("The", {"max_new_tokens": 10, "temperature": 0}),
+    ("And", {"max_new_tokens": 14, "temperature": 0}),
+    ("So", {"max_new_tokens": 16, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 9}),
+    ("Is", {"max_new_tokens": 20, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 10}),
 ]
 
 
@@ -33,7 +40,7 @@ def run_staggered(lm, batcher, requests, join_every):
     return rows, texts
 
 
-@pytest.mark.parametrize("join_every,max_batch", [(1, 8), (3, 3), (7, 2)])
+@pytest.mark.parametrize("join_every,max_batch", [(1, 12), (3, 4), (7, 2)])
 def test_rows_joining_and_leaving_get_their_tokens_alone(trained_run, join_every, max_batch):
     lm = gl.load(trained_run)
     batcher = ContinuousBatcher(lm.model, lm.tokenizer.decode, lm.tokenizer.eos_id, max_batch=max_batch)
