@@ -165,3 +165,15 @@ def test_a_full_queue_answers_429_and_the_server_serves_on(client, live):
     for t in threads:
         t.join(timeout=30)
     assert len(results) == scheduler.max_queue and len(set(results)) == 1  # all served, same seed same text
+
+
+def test_streaming_several_choices_keeps_them_apart(client):
+    whole = client.completions.create(model="debug", prompt=["The ", "A"], max_tokens=10, n=2, seed=8)
+    texts = [""] * 4
+    for chunk in client.completions.create(
+        model="debug", prompt=["The ", "A"], max_tokens=10, n=2, seed=8, stream=True
+    ):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    assert texts == [c.text for c in whole.choices]
+    assert len(set(texts)) > 1  # different prompts and seeds: not one text copied four times
