@@ -290,6 +290,8 @@ def create_app(
         version=gl.__version__,
         description="OpenAI-compatible completions, chat and images for genloom runs (docs/serving.md).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's doc pages load their scripts from a CDN; the document itself is /openapi.json
+        redoc_url=None,
     )
     app.state.scheduler = scheduler
     app.state.served = served
