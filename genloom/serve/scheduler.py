@@ -141,9 +141,12 @@ class Scheduler:
                         batcher.rows, batcher.cache, batcher.logits = [], None, None
 
     def _admit(self) -> list[Job]:
-        """Move waiting jobs into free batch rows; returns the image jobs to run now."""
+        """Move waiting jobs into free batch rows; returns the image jobs to run now. The queue is
+        locked only to pick the jobs: prefilling happens outside, so `submit` never waits for it."""
         images: list[Job] = []
+        joining: list[Job] = []
         with self._cond:
+            free = {name: b.free for name, b in self.batchers.items()}
             still: deque[Job] = deque()
             for job in self.waiting:
                 if job.cancelled:
@@ -151,20 +154,27 @@ class Scheduler:
                     job.post(Event(job.index, finish_reason="cancelled"))
                 elif job.sample is not None:
                     images.append(job)
-                elif self.batchers[job.model].free > 0:
-                    assert job.prompt is not None and job.config is not None
-                    try:
-                        job.row = self.batchers[job.model].add(job.prompt, job.config)
-                    except UserError as e:  # checked by the handler already; kept as a safety net
-                        job.post(Event(job.index, error=str(e)))
-                        continue
-                    if job.row.finished:  # max_tokens 0
-                        job.post(Event(job.index, finish_reason=job.row.finish_reason))
-                    else:
-                        self.running[id(job.row)] = job
+                elif free[job.model] > 0:
+                    free[job.model] -= 1
+                    joining.append(job)
                 else:
                     still.append(job)
             self.waiting = still
+        for job in joining:
+            assert job.prompt is not None and job.config is not None
+            try:
+                row = self.batchers[job.model].add(job.prompt, job.config)
+            except UserError as e:  # checked by the handler already; kept as a safety net
+                job.post(Event(job.index, error=str(e)))
+                continue
+            if row.finished:  # max_tokens 0
+                job.post(Event(job.index, finish_reason=row.finish_reason))
+                continue
+            with self._cond:
+                job.row = row
+                self.running[id(row)] = job
+            if job.cancelled:  # cancelled while it was prefilled
+                row.cancelled = True
         return images
 
     def _iteration(self) -> None:
