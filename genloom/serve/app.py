@@ -601,12 +601,20 @@ def create_app(
         label = image_label(handle, req.prompt)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
-        job = Job(req.model, 0, loop, events, sample=lambda: handle.sample(req.n, label, req.seed))
+
+        def sample() -> Any:
+            return handle.sample(
+                req.n, label, req.seed, steps=req.steps, guidance_scale=req.guidance_scale, temperature=req.temperature
+            )
+
+        job = Job(req.model, 0, loop, events, sample=sample)
         submit([job])
         try:
             ev = await events.get()
         finally:
             job.cancel()
+        if ev.error is not None and ev.user_error:
+            raise user_error(UserError(ev.error))
         if ev.error is not None:
             raise RuntimeError(ev.error)
         return s.ImagesResponse(created=int(time.time()), data=[s.ImageData(b64_json=png_base64(x)) for x in ev.result])

@@ -39,6 +39,7 @@ class Event:
     completion_tokens: int = 0
     result: Any = None  # an image job's images
     error: str | None = None  # an unexpected failure (a bug): reported as a 500 / an error chunk
+    user_error: bool = False  # the error is the request's fault (a genloom `UserError`): a 400
 
 
 @dataclass
@@ -181,6 +182,8 @@ class Scheduler:
         for job in self._admit():
             try:
                 job.post(Event(job.index, result=job.sample(), finish_reason="stop"))  # type: ignore[misc]
+            except UserError as e:
+                job.post(Event(job.index, error=str(e), user_error=True))
             except Exception as e:
                 job.post(Event(job.index, error=f"{type(e).__name__}: {e}"))
         for job in self.running.values():  # a cancel that raced with admission

@@ -80,7 +80,10 @@ class ImageRequest(Strict):
     n: int = Field(1, ge=1, le=MAX_IMAGES)
     response_format: Literal["b64_json"] = "b64_json"
     size: str | None = Field(None, max_length=20)  # must be the run's own size ("28x28") when given
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)  # genloom extra
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)  # genloom extras from here on
+    steps: int | None = Field(None, ge=1, le=1000)  # diffusion: sampling steps
+    guidance_scale: float | None = Field(None, ge=0.0, le=20.0)  # class-conditional diffusion
+    temperature: float | None = Field(None, gt=0.0, le=2.0)  # flow and PixelCNN
     user: str | None = Field(None, max_length=256)
 
 

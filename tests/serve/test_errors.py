@@ -140,6 +140,8 @@ CASES = [
     ("/v1/images/generations", '{"model": "digits-gan", "prompt": "dog"}', 400, "prompt", "not a class"),
     ("/v1/images/generations", '{"model": "debug", "prompt": "7"}', 400, "model", "text model"),
     ("/v1/images/generations", '{"model": "nope", "prompt": "7"}', 404, "model", "does not exist"),
+    ("/v1/images/generations", '{"model": "digits-gan", "steps": 10}', 400, "steps", "diffusion runs"),
+    ("/v1/images/generations", '{"model": "digits-gan", "temperature": 0.5}', 400, "temperature", "flow and pixelcnn"),
 ]
 
 
