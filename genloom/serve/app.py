@@ -72,6 +72,24 @@ def user_error(e: UserError, default_param: str | None = None) -> APIError:
     return APIError(400, message, param)
 
 
+class BodyLimit:
+    """ASGI middleware: a request whose Content-Length is over MAX_BODY_BYTES gets 413 before it is read."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                from fastapi.responses import JSONResponse
+
+                body = error_body(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+                await JSONResponse(body, 413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class Served:
     """The runs being served, by model id (the run directory's name)."""
 
@@ -332,12 +350,7 @@ def create_app(
     async def bug(request: Request, e: Exception) -> JSONResponse:
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), 500)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(error_body(413, f"the request body is larger than {MAX_BODY_BYTES} bytes"), 413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit)
 
     async def authorize(request: Request) -> None:
         if api_key is None:
@@ -387,7 +400,7 @@ def create_app(
             while done < len(jobs):
                 ev = await events.get()
                 if ev.error is not None:
-                    raise RuntimeError(ev.error)
+                    raise APIError(500, f"generation failed: {ev.error}", None, "server_error")
                 texts[ev.index] += ev.text
                 logprobs[ev.index].extend(ev.logprobs)
                 tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
@@ -616,7 +629,7 @@ def create_app(
         if ev.error is not None and ev.user_error:
             raise user_error(UserError(ev.error))
         if ev.error is not None:
-            raise RuntimeError(ev.error)
+            raise APIError(500, f"generation failed: {ev.error}", None, "server_error")
         return s.ImagesResponse(created=int(time.time()), data=[s.ImageData(b64_json=png_base64(x)) for x in ev.result])
 
     @app.get("/", include_in_schema=False)

@@ -177,3 +177,23 @@ def test_streaming_several_choices_keeps_them_apart(client):
             texts[choice.index] += choice.text
     assert texts == [c.text for c in whole.choices]
     assert len(set(texts)) > 1  # different prompts and seeds: not one text copied four times
+
+
+def test_a_failure_inside_the_scheduler_fails_its_requests_only(client, live):
+    batcher = live.scheduler.batchers["debug"]
+    real_step = batcher.step
+    calls = []
+
+    def broken_step():
+        calls.append(1)
+        raise RuntimeError("simulated bug")
+
+    batcher.step = broken_step
+    try:
+        with pytest.raises(openai.InternalServerError, match="simulated bug"):
+            client.completions.create(model="debug", prompt="A", max_tokens=4)
+    finally:
+        batcher.step = real_step
+    assert calls and live.scheduler.counts() == (0, 0)
+    r = client.completions.create(model="debug", prompt="A", max_tokens=4, seed=0)  # the next request is served
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 4
