@@ -208,8 +208,9 @@ def main() -> None:
     # ---- 1. load run --------------------------------------------------------------------------
     server = Server(run, "--max-batch", "32")
     try:
-        asyncio.run(load(server, 16, 8, True))  # warm-up
-        rss = [rss_mb(server.proc.pid)]
+        rss = [rss_mb(server.proc.pid)]  # fresh
+        asyncio.run(load(server, 64, 32, True))  # warm-up: allocator pools and caches reach their working size
+        rss.append(rss_mb(server.proc.pid))
         results, wall = asyncio.run(load(server, 200, 32, True))
         rss.append(rss_mb(server.proc.pid))
         results2, _ = asyncio.run(load(server, 200, 32, True))
