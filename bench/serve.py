@@ -267,8 +267,9 @@ absolute figures are noisy; the batching comparison alternates its two servers t
 | time to first token (ms) | {percentile(ttft, 50):.0f} | {percentile(ttft, 99):.0f} |
 | total latency (ms) | {percentile(latency, 50):.0f} | {percentile(latency, 99):.0f} |
 
-Throughput of the load run: {sum(r["tokens"] for r in ok) / wall:.0f} tokens/s. Server RSS: {rss[0]:.0f} MB after warm-up,
-{rss[1]:.0f} MB after the load run, {rss[2]:.0f} MB after a second one (flat: {rss[2] - rss[0]:+.0f} MB).
+Throughput of the load run: {sum(r["tokens"] for r in ok) / wall:.0f} tokens/s. Server RSS: {rss[0]:.0f} MB freshly started,
+{rss[1]:.0f} MB after a 64-request warm-up, **{rss[2]:.0f} MB after the load run and {rss[3]:.0f} MB after a second one**
+({rss[3] - rss[1]:+.0f} MB across both runs).
 
 **Batching gain** (16 concurrent clients, {args.gain_requests} requests per measurement, median of {args.rounds} alternating rounds):
 
