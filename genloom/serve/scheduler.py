@@ -135,11 +135,12 @@ class Scheduler:
                 try:
                     self._iteration()
                 except Exception as e:  # a bug: fail the jobs in flight, keep serving the next ones
-                    for job in list(self.running.values()):
-                        job.post(Event(job.index, error=f"{type(e).__name__}: {e}"))
+                    failed = list(self.running.values())
                     self.running.clear()
                     for batcher in self.batchers.values():
                         batcher.rows, batcher.cache, batcher.logits = [], None, None
+                    for job in failed:
+                        job.post(Event(job.index, error=f"{type(e).__name__}: {e}"))
 
     def _admit(self) -> list[Job]:
         """Move waiting jobs into free batch rows; returns the image jobs to run now. The queue is

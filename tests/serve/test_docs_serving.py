@@ -59,8 +59,9 @@ def test_serving_how_to_runs(tmp_path):
             assert out.returncode == 0, command
             if "stream" in command:  # Server-Sent Events ending in [DONE]
                 events = [e for e in out.stdout.split("\n\n") if e]
-                assert len(events) > 3 and events[-1] == "data: [DONE]", out.stdout
-                assert all(json.loads(e.removeprefix("data: "))["choices"] for e in events[:-1])
+                assert len(events) >= 2 and events[-1] == "data: [DONE]", out.stdout  # pieces may coalesce
+                chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+                assert "".join(c["choices"][0]["text"] for c in chunks) and chunks[-1]["choices"][0]["finish_reason"]
             else:
                 body = json.loads(out.stdout)
                 assert "error" not in body, out.stdout
