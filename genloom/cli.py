@@ -227,8 +227,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from genloom.serve import serve
 
     max_batch = 1 if args.no_batching else args.max_batch
-    print(f"genloom serve: {', '.join(args.runs)} on http://{args.host}:{args.port} (playground at /)", flush=True)
-    serve(args.runs, args.host, args.port, args.api_key, max_batch, args.max_queue)
+    serve(
+        args.runs,
+        args.host,
+        args.port,
+        args.api_key,
+        max_batch,
+        args.max_queue,
+        log=lambda line: print(line, flush=True),
+    )
     return 0
 
 

@@ -10,7 +10,7 @@ See docs/serving.md. FastAPI and uvicorn are imported when a server is made, not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from genloom.serve.app import create_app
@@ -26,9 +26,14 @@ def serve(
     max_batch: int = 16,
     max_queue: int = 64,
     log_level: str = "info",
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve `runs` on uvicorn at http://host:port until interrupted (Ctrl-C)."""
+    """Serve `runs` on uvicorn at http://host:port until interrupted (Ctrl-C); `log` hears one line
+    once the runs are loaded."""
     import uvicorn
 
     app = create_app(runs, api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+    if log is not None:
+        models = ", ".join(app.state.served.families)
+        log(f"genloom serve: {models} on http://{host}:{port} (playground at /, API at /v1)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
