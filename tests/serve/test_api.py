@@ -201,3 +201,19 @@ def test_a_failure_inside_the_scheduler_fails_its_requests_only(client, live):
     assert calls and live.scheduler.counts() == (0, 0)
     r = client.completions.create(model="debug", prompt="A", max_tokens=4, seed=0)  # the next request is served
     assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 4
+
+
+def test_streamed_logprobs_add_up_to_the_whole_ones(client):
+    whole = client.completions.create(model="debug", prompt="A", max_tokens=8, seed=3, logprobs=1)
+    tokens, values = [], []
+    for chunk in client.completions.create(model="debug", prompt="A", max_tokens=8, seed=3, logprobs=1, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            tokens += chunk.choices[0].logprobs.tokens
+            values += chunk.choices[0].logprobs.token_logprobs
+    assert tokens == whole.choices[0].logprobs.tokens
+    assert values == pytest.approx(whole.choices[0].logprobs.token_logprobs, abs=1e-5)
+    options = {"model": "debug", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "seed": 3}
+    chat = client.chat.completions.create(**options, logprobs=True)
+    stream = client.chat.completions.create(**options, logprobs=True, stream=True)
+    streamed = [t.token for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert streamed == [t.token for t in chat.choices[0].logprobs.content] and streamed
