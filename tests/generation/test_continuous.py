@@ -98,3 +98,31 @@ def test_cancelled_rows_leave_and_bad_requests_are_refused(trained_run):
         batcher.check(lm.prompt_ids("A"), generation_config(max_new_tokens=2, logit_bias={10_000: 1.0}))
     zero = batcher.add(lm.prompt_ids("A"), generation_config(max_new_tokens=0)) if batcher.free else None
     assert zero is not None and zero.finish_reason == "length" and zero not in batcher.rows
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "alibi"])
+@pytest.mark.parametrize("n_kv_head", [None, 2])
+def test_every_positional_encoding_and_gqa_survive_joining_and_compaction(pos, n_kv_head):
+    from genloom.generation import GenerationConfig, complete
+    from genloom.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=61, block_size=24, n_layer=2, n_head=4, n_kv_head=n_kv_head, n_embd=32, pos_encoding=pos)
+    model = GPT(cfg).eval()
+
+    def decode(ids):
+        return "".join(chr(65 + i) for i in ids)
+
+    prompts = [[(7 * i + j) % 61 for j in range(1 + 3 * i % 9)] for i in range(8)]
+    configs = [
+        GenerationConfig(max_new_tokens=24 - len(p) - i % 3, temperature=0.8 + 0.1 * (i % 2), seed=i)
+        for i, p in enumerate(prompts)
+    ]
+    batcher = ContinuousBatcher(model, decode, None, max_batch=3)
+    rows, pending = [], list(zip(prompts, configs, strict=True))
+    while pending or batcher.rows:
+        while pending and batcher.free:
+            rows.append(batcher.add(*pending.pop(0)))
+        batcher.step()
+    for row, prompt, cfg_ in zip(rows, prompts, configs, strict=True):
+        assert row.ids == complete(model, [prompt], cfg_, decode)[0].token_ids
