@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--train-iters", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the batching comparison")
     parser.add_argument("--gain-requests", type=int, default=48, help="requests per measurement of the batching gain")
+    parser.add_argument("--load-requests", type=int, default=200, help="requests of each load run")
     parser.add_argument("--no-write", action="store_true", help="print, do not update bench/RESULTS.md")
     args = parser.parse_args()
 
@@ -211,9 +212,9 @@ def main() -> None:
         rss = [rss_mb(server.proc.pid)]  # fresh
         asyncio.run(load(server, 64, 32, True))  # warm-up: allocator pools and caches reach their working size
         rss.append(rss_mb(server.proc.pid))
-        results, wall = asyncio.run(load(server, 200, 32, True))
+        results, wall = asyncio.run(load(server, args.load_requests, 32, True))
         rss.append(rss_mb(server.proc.pid))
-        results2, _ = asyncio.run(load(server, 200, 32, True))
+        results2, _ = asyncio.run(load(server, args.load_requests, 32, True))
         rss.append(rss_mb(server.proc.pid))
     finally:
         server.stop()
@@ -253,14 +254,15 @@ def main() -> None:
 
     cfg = gl.load(run).model.config
     body = f"""
-Command: `python bench/serve.py --rounds {args.rounds}`. Model: a `demo`-preset GPT ({cfg.n_layer} layers × {cfg.n_embd} wide,
-context {cfg.block_size}, character-level Tiny Shakespeare, {args.train_iters} training steps). Each server is a real `genloom serve`
+Command: `python bench/serve.py --rounds {args.rounds}{" --run RUN" if args.run else ""}`. Model: a `demo`-preset GPT ({cfg.n_layer} layers × {cfg.n_embd} wide,
+context {cfg.block_size}, character-level Tiny Shakespeare{"" if args.run else f", {args.train_iters} training steps"}). Each server is a real `genloom serve`
 process on 127.0.0.1 with 1 torch thread; clients are httpx in the bench process. Requests: completions of {TOKENS} tokens,
 temperature 0.8, top-k 40, a seed each. torch {torch.__version__}, {platform.processor() or platform.machine()}, 2 cores.
 Run at {started}; **the machine was shared** with another helper's work (load average {load_avg:.1f} at the start), so
 absolute figures are noisy; the batching comparison alternates its two servers to share the noise.
 
-**Load** (32 concurrent streaming clients, 200 requests, `--max-batch 32`): {len(errors)} errors in 400 requests (two runs).
+**Load** (32 concurrent streaming clients, {args.load_requests} requests, `--max-batch 32`): {len(errors)} errors in
+{2 * args.load_requests} requests (two load runs; latencies below are from the first).
 
 | | p50 | p99 |
 |---|---|---|
