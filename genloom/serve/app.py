@@ -379,14 +379,14 @@ def create_app(
             raise APIError(429, str(e), None, "queue_full") from None
 
     def text_jobs(
-        model: str, prompts: list[list[int]], configs: list[GenerationConfig]
+        model: str, prompts: list[list[int]], configs: list[GenerationConfig], stream: bool
     ) -> tuple[list[Job], asyncio.Queue[Event]]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
         jobs = []
         for p, ids in enumerate(prompts):
             for c, cfg in enumerate(configs):
-                jobs.append(Job(model, p * len(configs) + c, loop, events, prompt=ids, config=cfg))
+                jobs.append(Job(model, p * len(configs) + c, loop, events, prompt=ids, config=cfg, stream=stream))
         return jobs, events
 
     async def gather(jobs: list[Job], events: asyncio.Queue[Event]) -> list[tuple[str, str, list[TokenLogprob], int]]:
@@ -494,7 +494,7 @@ def create_app(
             raise APIError(400, "prompt: expected a string or a non-empty list of strings", "prompt")
         prompts = [encode(lm, t, "prompt") for t in texts]
         configs = generation_configs(req, lm, max(len(p) for p in prompts), req.max_tokens, top_logprobs=req.logprobs)
-        jobs, events, head = start(req.model, prompts, configs, "text_completion")
+        jobs, events, head = start(req.model, prompts, configs, "text_completion", req.stream)
         if req.stream:
 
             def chunk(ev: Event) -> dict[str, Any]:
@@ -553,7 +553,7 @@ def create_app(
             raise APIError(400, "top_logprobs: needs logprobs: true", "top_logprobs")
         max_tokens = req.max_completion_tokens or req.max_tokens
         configs = generation_configs(req, lm, len(prompts[0]), max_tokens, stop_sequences(lm.chat_template), top)
-        jobs, events, head = start(req.model, prompts, configs, "chat.completion.chunk")
+        jobs, events, head = start(req.model, prompts, configs, "chat.completion.chunk", req.stream)
         if req.stream:
             started: set[int] = set()
 
@@ -590,7 +590,7 @@ def create_app(
         )
 
     def start(
-        model: str, prompts: list[list[int]], configs: list[GenerationConfig], kind: str
+        model: str, prompts: list[list[int]], configs: list[GenerationConfig], kind: str, stream: bool
     ) -> tuple[list[Job], asyncio.Queue[Event], dict[str, Any]]:
         """Check the prompts against the model, queue one job per choice; returns the jobs, their
         event queue and the fields every response and chunk starts with."""
@@ -599,7 +599,7 @@ def create_app(
                 scheduler.batchers[model].check(ids, configs[0])
             except UserError as e:
                 raise user_error(e, "prompt") from None
-        jobs, events = text_jobs(model, prompts, configs)
+        jobs, events = text_jobs(model, prompts, configs, stream)
         submit(jobs)
         prefix = "cmpl" if kind == "text_completion" else "chatcmpl"
         head = {"id": f"{prefix}-{uuid.uuid4().hex[:24]}", "object": kind, "created": int(time.time()), "model": model}

@@ -53,6 +53,7 @@ class Job:
     prompt: list[int] | None = None  # text jobs
     config: GenerationConfig | None = None
     sample: Callable[[], Any] | None = None  # image jobs: run in the scheduler thread
+    stream: bool = True  # False: one event when it ends (the whole text), none per token
     row: DecodeRow | None = None
     cancelled: bool = False
     sent_logprobs: int = 0
@@ -196,6 +197,10 @@ class Scheduler:
             deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Job, Event]]] = {}
             for row, text in batcher.step():
                 job = self.running[id(row)]
+                if not job.stream:  # the client waits for the end: no event loop work per token
+                    if not row.finished:
+                        continue
+                    text, job.sent_logprobs = row.text.text, 0
                 new = row.logprobs[job.sent_logprobs :]
                 job.sent_logprobs = len(row.logprobs)
                 event = Event(job.index, text, new, row.finish_reason, len(row.ids))
