@@ -263,6 +263,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from genloom.serve import serve
+
+    max_batch = 1 if args.no_batching else args.max_batch
+    serve(
+        args.runs,
+        args.host,
+        args.port,
+        args.api_key,
+        max_batch,
+        args.max_queue,
+        log=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     """Every `GenerationConfig` option as a flag (see docs/generation.md)."""
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per prompt")
@@ -366,6 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_flags(p)
     p.set_defaults(handler=_cmd_translate, max_new_tokens=None)
 
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP API and web playground for text and image runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories; each one's model id is its directory name")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/ routes")
+    p.add_argument("--max-batch", type=int, default=16, help="requests decoded together per model")
+    p.add_argument("--max-queue", type=int, default=64, help="waiting requests before answering 429")
+    p.add_argument("--no-batching", action="store_true", help="decode one request at a time (a baseline)")
+    p.set_defaults(handler=_cmd_serve)
+
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
 
@@ -388,6 +414,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _cmd_demo,
     "fill-mask": _cmd_fill_mask,
     "translate": _cmd_translate,
+    "serve": _cmd_serve,
 }
 
 

@@ -183,6 +183,15 @@ class ImageModel:
     def conditional(self) -> bool:
         return bool(getattr(self.config.model, "conditional", False))
 
+    @property
+    def class_names(self) -> list[str]:
+        """The names of a class-conditional run's labels 0..K-1 (from its data), else []."""
+        if not self.conditional:
+            return []
+        k = int(self.config.model.num_classes)
+        names = str(read_summary(self.run_dir).get("data", {}).get("class_names", "")).split(", ")
+        return names if len(names) == k else [str(i) for i in range(k)]
+
     def labels_for(self, n: int, label: int | None) -> torch.Tensor | None:
         """The label tensor for `n` samples: all `label`, every class in turn (None given), or None."""
         if label is not None and not self.conditional:

@@ -217,6 +217,10 @@ class LanguageModel:
             return [self.bos_id, *(self.tokenizer.encode(prompt) if prompt else [])]
         return prompt_ids(self.tokenizer, prompt)
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The token ids the model is given for `prompt` (what `complete` decodes from)."""
+        return self._ids(prompt)
+
     @overload
     def generate(
         self,

@@ -1,0 +1,197 @@
+"""Request and response bodies of the OpenAI-compatible API, as pydantic models.
+
+Field names, ranges and shapes follow OpenAI's API reference for `/v1/completions`,
+`/v1/chat/completions`, `/v1/images/generations` and `/v1/models`; genloom's extras (`top_k`,
+`min_p`, `repetition_penalty`) are ordinary optional fields (the `openai` client sends them through
+`extra_body`). Unknown fields are refused (422 naming the field) rather than silently ignored.
+These models also make the OpenAPI document at `/openapi.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_N = 8  # choices per request
+MAX_STOP = 4  # stop strings per request (OpenAI's limit)
+MAX_PROMPTS = 16  # prompts in one /v1/completions request
+MAX_PROMPT_CHARS = 100_000  # one prompt or message, before tokenization (the context limit comes after)
+MAX_IMAGES = 16  # images per /v1/images/generations request
+
+
+PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+StopList = Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=MAX_STOP)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(Strict):
+    include_usage: bool = False  # a last chunk with the `usage` of the whole request
+
+
+class SamplingFields(Strict):
+    """The decoding fields both text endpoints share."""
+
+    model: str = Field(min_length=1, max_length=200)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)  # 0 is greedy
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=MAX_N)  # choices per prompt; choice i samples with seed + i
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: Annotated[str, Field(max_length=100)] | StopList | None = None
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = Field(None, max_length=1024)  # token id (as a string) → -100..100
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    user: str | None = Field(None, max_length=256)  # accepted, unused
+    # genloom extras
+    top_k: int | None = Field(None, ge=1)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+
+
+class CompletionRequest(SamplingFields):
+    prompt: PromptText | Annotated[list[PromptText], Field(max_length=MAX_PROMPTS)]
+    max_tokens: int | None = Field(16, ge=0)  # OpenAI's default for completions
+    logprobs: int | None = Field(None, ge=0, le=5)  # log-probabilities of the chosen and this many top tokens
+    echo: bool = False  # not supported (400 when true)
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant", "developer"]  # "developer" is rendered as "system"
+    content: PromptText | Annotated[list[dict[str, Any]], Field(max_length=64)]  # text, or parts of type "text"
+    name: str | None = Field(None, max_length=64)  # accepted, unused
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    max_tokens: int | None = Field(None, ge=1)  # default: the rest of the context
+    max_completion_tokens: int | None = Field(None, ge=1)  # the newer name of max_tokens
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class ImageRequest(Strict):
+    model: str = Field(min_length=1, max_length=200)
+    prompt: str = Field("", max_length=1000)  # a class name or number for class-conditional runs; else ignored
+    n: int = Field(1, ge=1, le=MAX_IMAGES)
+    response_format: Literal["b64_json"] = "b64_json"
+    size: str | None = Field(None, max_length=20)  # must be the run's own size ("28x28") when given
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)  # genloom extras from here on
+    steps: int | None = Field(None, ge=1, le=1000)  # diffusion: sampling steps
+    guidance_scale: float | None = Field(None, ge=0.0, le=20.0)  # class-conditional diffusion
+    temperature: float | None = Field(None, gt=0.0, le=2.0)  # flow and PixelCNN
+    user: str | None = Field(None, max_length=256)
+
+
+# ---- responses ----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str  # invalid_request_error, authentication_error, not_found_error, rate_limit_error, server_error
+    param: str | None = None  # the request field at fault
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprobOut(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprobOut]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "genloom"
+    kind: Literal["text", "image"]  # genloom extra: which endpoints serve it
+    family: str  # genloom extra
+    context_length: int | None = None  # text runs: prompt + max_tokens must fit in it
+    labels: list[str] | None = None  # class-conditional image runs: what `prompt` may name
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ImageData(BaseModel):
+    b64_json: str  # a PNG
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    models: int
+    running: int  # requests being decoded now
+    waiting: int  # requests in the queue
