@@ -169,6 +169,8 @@ def tune(
     Everything is checked (config, data, reward) before `out` is touched."""
     cfg = method_config(method, sets)
     data = Path(data)
+    if not data.is_file():
+        raise UserError(f"--data {data}: no such file (expected a .jsonl file)")
     out = rundir.check_out_dir(out, overwrite=overwrite, resume=resume)
     lineage = _lineage(method, base, data, cfg)
     if resume:
