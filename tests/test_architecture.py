@@ -35,7 +35,7 @@ ALLOWED = {
         "chat",
         "tune",
     },
-    "tune": {"chat", "config", "errors", "evaluate", "generation", "models", "run", "tokenizers", "train"},
+    "tune": {"chat", "config", "data", "errors", "evaluate", "generation", "models", "run", "tokenizers", "train"},
     "chat": {"errors"},
     "masked_lm": {"data", "errors", "models", "tokenizers"},
     "cli": {"errors", "__init__"},
