@@ -75,8 +75,8 @@ def build_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Inputs, targets and loss mask (each (N, T)) from tokenized examples, packed or padded.
 
-    An example longer than block_size + 1 tokens keeps its first block_size + 1 (counted in the
-    returned number of truncated examples)."""
+    An example longer than block_size + 1 tokens keeps its last block_size + 1: the start of the prompt
+    goes first, so the response stays (counted in the returned number of truncated examples)."""
     width = block_size + 1
     truncated = 0
     rows: list[tuple[list[int], list[bool]]] = []
@@ -84,7 +84,7 @@ def build_rows(
     row_mask: list[bool] = []
     for ids, trained in examples:
         if len(ids) > width:
-            ids, trained = ids[:width], trained[:width]
+            ids, trained = ids[-width:], trained[-width:]
             truncated += 1
         if not packing or len(row_ids) + len(ids) > width:
             if row_ids:

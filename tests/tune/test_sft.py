@@ -74,8 +74,8 @@ def test_packing_fills_rows_and_padding_does_not():
     assert x.shape == (2, 11) and int(mask.sum()) == 12 and truncated == 0
     x, _, mask, _ = build_rows(examples, block_size=11, packing=False)
     assert x.shape == (6, 3) and int(mask.sum()) == 12
-    _, _, _, truncated = build_rows([([1] * 20, [True] * 20)], block_size=7, packing=False)
-    assert truncated == 1
+    x, y, mask, truncated = build_rows([(list(range(20)), [False] * 16 + [True] * 4)], block_size=7, packing=False)
+    assert truncated == 1 and x[0].tolist() == list(range(12, 19)) and y[mask].tolist() == [16, 17, 18, 19]
 
 
 def test_sft_run_has_template_lineage_and_chats(sft_run: Path, trained_run: Path):
