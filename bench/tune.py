@@ -128,7 +128,7 @@ def main() -> None:
     log(f"dpo {dpo.metrics}; PPO")
     ppo = gl.tune(
         "ppo", out / "sft", data=out / "ppo_prompts.jsonl", out=out / "ppo", reward=str(out / "reward"), overwrite=True, log=quiet,
-        sets=[*common, f"train.max_iters={max(4, int(150 * s))}", "train.eval_interval=50", "train.eval_iters=1", "train.lr=1e-4",
+        sets=[*common, f"train.max_iters={max(4, int(100 * s))}", "train.eval_interval=50", "train.eval_iters=1", "train.lr=1e-4",
               "train.batch_size=32", "minibatch_size=16", "ppo_epochs=2", "max_new_tokens=48", "kl_coef=0.02", "val_fraction=0.05"],
     )  # fmt: skip
     log(f"ppo {ppo.metrics}")
