@@ -62,6 +62,25 @@ def dialogsum(split: str, limit: int | None = None) -> list[dict[str, str]]:
     return records
 
 
+def hh_rlhf_pairs(limit: int | None = None) -> list[dict[str, str]]:
+    """Anthropic HH-RLHF helpful-base (bundled test split, MIT) as `{"prompt", "chosen", "rejected"}`,
+    split on the last "\n\nAssistant:"; pairs whose transcripts do not share that prefix, or whose
+    answers are empty or identical, are dropped (its SOURCE.md: 2,345 of 2,354 share the prefix)."""
+    from genloom.tune.data import hh_rlhf_pair
+
+    raw = gzip.decompress((DATA_DIR / "hh_rlhf" / "helpful-base" / "test.jsonl.gz").read_bytes()).decode()
+    pairs = []
+    for line in raw.splitlines():
+        record = json.loads(line)
+        pair = hh_rlhf_pair(record)
+        if not record["rejected"].startswith(pair.prompt):
+            continue
+        chosen, rejected = pair.chosen.strip(), pair.rejected.strip()
+        if chosen and rejected and chosen != rejected:
+            pairs.append({"prompt": pair.prompt, "chosen": chosen, "rejected": rejected})
+    return pairs[:limit]
+
+
 def respond(
     lm: Any, prompts: Sequence[str], max_new_tokens: int = 64, batch_size: int = 32, **options: Any
 ) -> list[str]:

@@ -81,3 +81,14 @@ def test_split_is_stable_and_keeps_prompts_on_one_side():
     train, val = split_by_key(items, items, 0.2)
     assert set(train).isdisjoint(val) and len(val) > 0
     assert split_by_key(items, items, 0.2) == (train, val)
+
+
+def test_bundled_hh_rlhf_pairs_split_on_the_last_assistant_turn(tmp_path: Path):
+    from genloom.tune.recipes import hh_rlhf_pairs, write_records
+
+    pairs = hh_rlhf_pairs()
+    assert 2300 <= len(pairs) <= 2354
+    for p in pairs[:200]:
+        assert p["prompt"].startswith("\n\nHuman:") and p["prompt"].endswith("\n\nAssistant:")
+        assert "\n\nAssistant:" not in p["chosen"] and p["chosen"] != p["rejected"]
+    assert len(read_preferences(write_records(tmp_path / "hh.jsonl", pairs))) == len(pairs)
