@@ -74,7 +74,7 @@ def main() -> None:
     log("base run: pretraining on monolingual sentences")
     base_sets = [
         "model.n_layer=4", "model.n_head=4", "model.n_embd=128", "model.block_size=128", "model.pos_encoding=rope",
-        "data.byte_fallback=true", "train.max_iters=100000", f"train.max_time={480 * s}", "train.batch_size=16",
+        "data.byte_fallback=true", "train.max_iters=100000", f"train.max_time={420 * s}", "train.batch_size=16",
         "train.lr=2e-3", "train.min_lr=2e-4", "train.warmup_iters=100", "train.lr_decay_iters=3500",
         "train.eval_interval=500", "train.eval_iters=5", "train.dtype=bfloat16", "train.sample_tokens=0", "train.progress=false",
     ]  # fmt: skip
@@ -89,7 +89,7 @@ def main() -> None:
     before = R.bleu_chrf(R.respond(gl.load(out / "base"), prompts), refs)
     log(f"before {before}; translation SFT")
     sft_sets = [
-        "train.max_iters=100000", f"train.max_time={1140 * s}", "train.batch_size=16", "train.lr=1e-3", "train.min_lr=1e-4",
+        "train.max_iters=100000", f"train.max_time={1080 * s}", "train.batch_size=16", "train.lr=1e-3", "train.min_lr=1e-4",
         "train.warmup_iters=50", "train.lr_decay_iters=4000", "train.eval_interval=500", "train.eval_iters=5",
         "train.dtype=bfloat16", "train.progress=false", "val_fraction=0.02",
     ]  # fmt: skip
@@ -105,6 +105,8 @@ def main() -> None:
         "sft_wall_seconds": round(sft_seconds), "test_pairs": len(test),
         "examples": [{"source": p.source, "reference": p.target, "output": h} for p, h in zip(test[:5], hyps[:5], strict=True)],
     }  # fmt: skip
+
+    save(out, figures, args.no_write)
 
     # 3. alignment: pairs from the program, reward model, PPO and DPO from the SFT run
     log("preference pairs")
@@ -142,6 +144,8 @@ def main() -> None:
     alignment["ppo"]["training"] = {k: v for k, v in ppo.metrics.items()}
     figures["alignment"] = alignment
 
+    save(out, figures, args.no_write)
+
     # 4. LoRA vs full fine-tuning memory, each in its own process (peak RSS is per process)
     log("memory: a larger run, full vs LoRA fine-tuning")
     mem_sets = [
@@ -168,6 +172,8 @@ def main() -> None:
     }
     log(f"memory {figures['memory']}")
 
+    save(out, figures, args.no_write)
+
     # 5. summarization (no bar): DialogSum from the base run, short
     log("summarization")
     sum_train = R.write_records(out / "dialogsum_train.jsonl", R.dialogsum("train", 4000))
@@ -176,7 +182,7 @@ def main() -> None:
     rouge_before = R.rouge(R.respond(gl.load(out / "base"), sum_prompts, max_new_tokens=80), sum_refs)
     summ = gl.tune(
         "sft", out / "base", data=sum_train, out=out / "summarize", overwrite=True, log=quiet,
-        sets=["train.max_iters=100000", f"train.max_time={240 * s}", "train.batch_size=16", "train.lr=1e-3",
+        sets=["train.max_iters=100000", f"train.max_time={180 * s}", "train.batch_size=16", "train.lr=1e-3",
               "train.warmup_iters=50", "train.lr_decay_iters=2000", "train.eval_interval=500", "train.eval_iters=2",
               "train.dtype=bfloat16", "train.progress=false", "val_fraction=0.02"],
     )  # fmt: skip
@@ -188,38 +194,57 @@ def main() -> None:
         "test_dialogues": len(sum_test),
     }
     figures["total_seconds"] = round(time.time() - t_start)
-    (out / "figures.json").write_text(json.dumps(figures, indent=2))
+    save(out, figures, args.no_write)
     log(json.dumps(figures, indent=2))
-    if not args.no_write:
+
+
+def save(out: Path, figures: dict[str, Any], no_write: bool) -> None:
+    """Figures so far to figures.json and (unless no_write) RESULTS.md: a stopped run keeps what it measured."""
+    (out / "figures.json").write_text(json.dumps(figures, indent=2))
+    if not no_write:
         update_results("tune", "Fine-tuning and alignment (issue 6): bench/tune.py", report(figures))
 
 
 def report(f: dict[str, Any]) -> str:
-    t, a, m, su = f["translation"], f["alignment"], f["memory"], f["summarization"]
-    gain = t["after"]["bleu"] - t["before"]["bleu"]
-    sft_rate = a["sft_preferred_rate"]
     lines = [
         "Command: `python bench/tune.py --out runs/bench-tune` (one process, 1 torch thread; the 2-core machine was "
         "shared with other jobs, so wall-clock figures are noisy). Figures: `runs/bench-tune/figures.json`.",
         "",
         "| bar | measured | met? |",
         "|---|---|---|",
+    ]
+    t = f["translation"]
+    gain = t["after"]["bleu"] - t["before"]["bleu"]
+    lines += [
         f"| translation SFT: BLEU +5 over the base run within 20 min | BLEU {t['before']['bleu']:.2f} → {t['after']['bleu']:.2f} "
         f"(+{gain:.2f}); chrF {t['before']['chrf']:.1f} → {t['after']['chrf']:.1f}; {t['sft_steps']} steps in {t['sft_train_seconds']} s | {'yes' if gain >= 5 else 'no'} |",
-        f"| reward model held-out pair accuracy ≥ 90% | {100 * a['reward_model']['val_pair_accuracy']:.1f}% on {a['reward_model']['val_pairs']} held-out pairs | "
-        f"{'yes' if a['reward_model']['val_pair_accuracy'] >= 0.9 else 'no'} |",
     ]
-    for name in ("ppo", "dpo"):
+    a = f.get("alignment")
+    if a is None:
+        lines.append("| reward model, PPO, DPO | not measured: the run stopped before this stage | no |")
+    else:
+        sft_rate = a["sft_preferred_rate"]
+        lines.append(
+            f"| reward model held-out pair accuracy ≥ 90% | {100 * a['reward_model']['val_pair_accuracy']:.1f}% on {a['reward_model']['val_pairs']} held-out pairs | "
+            f"{'yes' if a['reward_model']['val_pair_accuracy'] >= 0.9 else 'no'} |"
+        )
+    for name in ("ppo", "dpo") if a else ():
         d = a[name]
         pts = 100 * (d["preferred_rate"] - sft_rate)
         lines.append(
             f"| {name.upper()}: preferred-rate +30 points over SFT | {100 * sft_rate:.1f}% → {100 * d['preferred_rate']:.1f}% "
             f"({pts:+.1f} points); mean KL to the SFT run {d['kl_to_reference']:.2f} nats/answer | {'yes' if pts >= 30 else 'no'} |"
         )
-    lines.append(
-        f"| LoRA uses less memory than full fine-tuning | peak RSS full {m['full_peak_rss_mb']:.0f} MB, LoRA {m['lora_peak_rss_mb']:.0f} MB "
-        f"({m['parameters'] / 1e6:.1f}M-parameter run, r=8 on attn|mlp) | {'yes' if m['lora_peak_rss_mb'] < m['full_peak_rss_mb'] else 'no'} |"
-    )
+    m = f.get("memory")
+    if m is None:
+        lines.append(
+            "| LoRA uses less memory than full fine-tuning | not measured: the run stopped before this stage | no |"
+        )
+    else:
+        lines.append(
+            f"| LoRA uses less memory than full fine-tuning | peak RSS full {m['full_peak_rss_mb']:.0f} MB, LoRA {m['lora_peak_rss_mb']:.0f} MB "
+            f"({m['parameters'] / 1e6:.1f}M-parameter run, r=8 on attn|mlp) | {'yes' if m['lora_peak_rss_mb'] < m['full_peak_rss_mb'] else 'no'} |"
+        )
     lines += [
         "",
         f"Base run: character-level GPT (4 × 128, RoPE, byte fallback) pretrained {f['base']['steps']} steps "
@@ -227,14 +252,23 @@ def report(f: dict[str, Any]) -> str:
         'train split, one per line, never paired. "Before" is that run asked the same request in plain role lines '
         '(`User: Translate to French: ...\\nAssistant:`), greedy, first line; "after" is the SFT run with its chat template. '
         f"Held-out: the first {t['test_pairs']} pairs of the test split of `data/parallel.py`.",
-        "",
-        f"Alignment: {a['pairs']} pairs built by the program (`ends-with-question`) from two sampled answers of the SFT run; "
-        "reward model, PPO (reward = the reward-model run) and DPO all start from the SFT run. Preferred-rate: greedy "
-        "answers to 300 held-out test prompts; KL: sampled answers, Σ log π - log π_SFT per answer.",
-        "",
-        f"Summarization (DialogSum, CC BY-NC-SA 4.0, non-commercial; no bar): ROUGE-1/2/L {su['before']['rouge1']:.1f}/"
-        f"{su['before']['rouge2']:.1f}/{su['before']['rougeL']:.1f} → {su['after']['rouge1']:.1f}/{su['after']['rouge2']:.1f}/"
-        f"{su['after']['rougeL']:.1f} on {su['test_dialogues']} test dialogues after {su['steps']} SFT steps from the same base run.",
+    ]
+    if a:
+        lines += [
+            "",
+            f"Alignment: {a['pairs']} pairs built by the program (`ends-with-question`) from two sampled answers of the SFT run; "
+            "reward model, PPO (reward = the reward-model run) and DPO all start from the SFT run. Preferred-rate: greedy "
+            "answers to 300 held-out test prompts; KL: sampled answers, Σ log π - log π_SFT per answer.",
+        ]
+    su = f.get("summarization")
+    if su:
+        lines += [
+            "",
+            f"Summarization (DialogSum, CC BY-NC-SA 4.0, non-commercial; no bar): ROUGE-1/2/L {su['before']['rouge1']:.1f}/"
+            f"{su['before']['rouge2']:.1f}/{su['before']['rougeL']:.1f} → {su['after']['rouge1']:.1f}/{su['after']['rouge2']:.1f}/"
+            f"{su['after']['rougeL']:.1f} on {su['test_dialogues']} test dialogues after {su['steps']} SFT steps from the same base run.",
+        ]
+    lines += [
         "",
         "Translation examples (test split): "
         + "; ".join(f"`{e['source']}` → `{e['output']}` (ref. `{e['reference']}`)" for e in t["examples"][:3]),
