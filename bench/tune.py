@@ -243,7 +243,7 @@ def report(f: dict[str, Any]) -> str:
     else:
         lines.append(
             f"| LoRA uses less memory than full fine-tuning | peak RSS full {m['full_peak_rss_mb']:.0f} MB, LoRA {m['lora_peak_rss_mb']:.0f} MB "
-            f"({m['parameters'] / 1e6:.1f}M-parameter run, r=8 on attn|mlp) | {'yes' if m['lora_peak_rss_mb'] < m['full_peak_rss_mb'] else 'no'} |"
+            f"({m['parameters'] / 1e6:.1f}M-parameter run, r=8 on the attention and MLP projections) | {'yes' if m['lora_peak_rss_mb'] < m['full_peak_rss_mb'] else 'no'} |"
         )
     lines += [
         "",
