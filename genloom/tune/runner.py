@@ -278,12 +278,12 @@ def _metrics(method: str, objective: Any, batches: Any, base_policy: nn.Module |
     """Held-out figures of each method (exact, over the whole validation split)."""
     objective.eval()
     if method in ("sft", "lora"):
-        x, y, mask = batches.splits["val"]
+        n_rows = len(batches.splits["val"][0])
         total, n = 0.0, 0
-        for i in range(0, len(x), 32):
-            m = mask[i : i + 32]
-            total += float(sft_loss(objective.policy, x[i : i + 32], y[i : i + 32], m)) * int(m.sum())
-            n += int(m.sum())
+        for i in range(0, n_rows, 32):
+            x, y, mask, segments = batches.rows("val", torch.arange(i, min(i + 32, n_rows)))
+            total += float(sft_loss(objective.policy, x, y, mask, segments)) * int(mask.sum())
+            n += int(mask.sum())
         return {"val_response_loss": total / n}
     if method == "reward":
         return {f"val_{k}": v for k, v in reward_accuracy(objective, batches).items()}  # type: ignore[arg-type]

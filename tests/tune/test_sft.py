@@ -12,7 +12,7 @@ from genloom.chat import ChatTemplate
 from genloom.models.gpt import GPT, GPTConfig
 from genloom.tokenizers import BPETokenizer, CharTokenizer, add_special_tokens, load_tokenizer
 from genloom.tune.data import SFTExample
-from genloom.tune.sft import IGNORE, build_rows, sft_loss, tokenize_example
+from genloom.tune.sft import IGNORE, build_rows, packed_attention, sft_loss, tokenize_example
 
 MARKERS = ChatTemplate().special_tokens
 
@@ -57,7 +57,7 @@ def test_changing_prompt_labels_changes_nothing_in_the_loss():
     example = SFTExample(
         ("<|user|>abc<|end|>\n", "<|assistant|>", "def<|end|>", "\n"), (False, False, True, False), "k"
     )
-    x, y, mask, _ = build_rows([tokenize_example(example, tok)], 16, packing=True)
+    x, y, mask, _, _ = build_rows([tokenize_example(example, tok)], 16, packing=True)
     assert int(mask.sum()) == 4 and bool((y[~mask] == IGNORE).all())  # d, e, f, <|end|>
     loss = sft_loss(model, x, y, mask)
     scrambled = y.clone()
@@ -70,12 +70,36 @@ def test_changing_prompt_labels_changes_nothing_in_the_loss():
 
 def test_packing_fills_rows_and_padding_does_not():
     examples = [([1, 2, 3, 4], [False, False, True, True])] * 6
-    x, _, mask, truncated = build_rows(examples, block_size=11, packing=True)
+    x, _, mask, truncated, segments = build_rows(examples, block_size=11, packing=True)
     assert x.shape == (2, 11) and int(mask.sum()) == 12 and truncated == 0
-    x, _, mask, _ = build_rows(examples, block_size=11, packing=False)
+    assert segments[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
+    x, _, mask, _, _ = build_rows(examples, block_size=11, packing=False)
     assert x.shape == (6, 3) and int(mask.sum()) == 12
-    x, y, mask, truncated = build_rows([(list(range(20)), [False] * 16 + [True] * 4)], block_size=7, packing=False)
+    x, y, mask, truncated, _ = build_rows([(list(range(20)), [False] * 16 + [True] * 4)], block_size=7, packing=False)
     assert truncated == 1 and x[0].tolist() == list(range(12, 19)) and y[mask].tolist() == [16, 17, 18, 19]
+
+
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope", "alibi"])
+@torch.no_grad()
+def test_packed_examples_compute_what_they_would_alone(pos_encoding: str):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=24, n_layer=2, n_head=2, n_embd=16, pos_encoding=pos_encoding))
+    g = torch.Generator().manual_seed(3)
+    examples = [(torch.randint(0, 30, (n,), generator=g).tolist(), [False] * 2 + [True] * (n - 2)) for n in (6, 9, 7)]
+    x, y, mask, _, segments = build_rows(examples, block_size=23, packing=True)
+    assert x.shape == (1, 21) and segments[0, -1] == 2  # three examples in one row
+    positions, attention = packed_attention(segments)
+    assert positions[0, :6].tolist() == list(range(6)) and positions[0, 5:8].tolist() == [5, 0, 1]
+    packed = model.lm_head(model.hidden_states(x, positions, attention))  # (1, T, V)
+    start = 0
+    for ids, _ in examples:
+        alone = model(torch.tensor([ids[:-1]]))  # (1, n-1, V)
+        torch.testing.assert_close(packed[:, start : start + len(ids) - 1], alone, atol=1e-5, rtol=1e-5)
+        start += len(ids)
+    singles = [build_rows([e], 23, packing=False) for e in examples]
+    n = [int(m.sum()) for _, _, m, _, _ in singles]
+    alone_loss = sum(float(sft_loss(model, xs, ys, ms)) * k for (xs, ys, ms, _, _), k in zip(singles, n, strict=True))
+    assert float(sft_loss(model, x, y, mask, segments)) == pytest.approx(alone_loss / sum(n), rel=1e-5)
 
 
 def test_sft_run_has_template_lineage_and_chats(sft_run: Path, trained_run: Path):

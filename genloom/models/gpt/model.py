@@ -267,20 +267,39 @@ class GPT(nn.Module):
 
     # ---- fine-tuning hooks (genloom/tune) -----------------------------------------------------
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+    def hidden_states(
+        self, idx: torch.Tensor, positions: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The final-norm hidden states (B, T, C) of a full (uncached) forward pass: what a scalar head
-        (reward model, PPO value head) reads. `self(idx) == self.lm_head(self.hidden_states(idx))`."""
+        (reward model, PPO value head) reads; `self(idx) == self.lm_head(self.hidden_states(idx))`.
+
+        Args: idx (B, T); positions (B, T) each token's position (default 0..T-1); attention_mask
+        (B, T, T) bool, True where query t may attend to key s, causality included — e.g. block-diagonal
+        for several documents packed in one row, with positions restarting at each."""
         _B, T = idx.shape
         if self.config.block_size < T:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        pos = positions if positions is not None else torch.arange(T, device=idx.device)
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(T, device=idx.device))
+            x = x + self.wpe(pos)  # (T or B×T, C)
         x = self.drop(x)
-        rope = (self.rope_cos[:T], self.rope_sin[:T]) if self.config.pos_encoding == "rope" else None
-        attn_bias = self.alibi[:, :, :T, :T] if self.config.pos_encoding == "alibi" else None
+        kind = self.config.pos_encoding
+        rope = (self.rope_cos[pos], self.rope_sin[pos]) if kind == "rope" else None  # (T or B×T, hs)
+        mask: torch.Tensor | None = None
+        if attention_mask is not None:
+            mask = attention_mask[:, None]  # (B, 1, T, T)
+        if kind == "alibi":
+            if mask is None and positions is None:
+                mask = self.alibi[:, :, :T, :T]
+            else:
+                p = pos if pos.dim() == 2 else pos[None]  # (B or 1, T)
+                distance = (p[:, :, None] - p[:, None, :]).float()  # (B, T, T)
+                bias = -self.alibi_slopes[None, :, None, None] * distance[:, None]  # (B, nh, T, T)
+                allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                mask = bias.masked_fill(~allowed, float("-inf"))
         for block in self.blocks:
-            x = block(x, rope, attn_bias)
+            x = block(x, rope, mask)
         return self.norm_f(x)  # (B, T, C)
 
     @torch.no_grad()
