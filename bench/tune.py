@@ -35,6 +35,10 @@ sys.path.insert(0, str(REPO))
 from bench.results import update_results  # noqa: E402
 
 REWARD = "ends-with-question"
+PEAK = (  # run the CLI, then print this process's peak resident memory
+    "import sys\nfrom genloom.cli import main\ncode = main(sys.argv[1:])\n"
+    "print('VmHWM_KB=' + open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\nsys.exit(code)"
+)
 
 
 def log(msg: str) -> None:
@@ -52,6 +56,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every time budget (0.05: a quick check)")
     parser.add_argument("--test-pairs", type=int, default=500)
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    parser.add_argument(
+        "--from-stage", type=int, default=1, help="resume the chain at stage 3 (ppo only), 4 or 5, reusing --out"
+    )
     args = parser.parse_args()
 
     import torch
@@ -70,6 +77,9 @@ def main() -> None:
     corpus = out / "corpus.txt"
     corpus.write_text(R.monolingual_text(train))
 
+    if args.from_stage > 1:
+        figures = json.loads((out / "figures.json").read_text())
+        return rest_of_chain(args, out, figures, train, test, t_start)
     # 1. base run
     log("base run: pretraining on monolingual sentences")
     base_sets = [
@@ -108,45 +118,30 @@ def main() -> None:
 
     save(out, figures, args.no_write)
 
-    # 3. alignment: pairs from the program, reward model, PPO and DPO from the SFT run
-    log("preference pairs")
-    pair_prompts = [R.TRANSLATE + p.source for p in train[:: max(1, len(train) // int(2000 * max(s, 0.05)))]]
-    pairs = R.preference_pairs(sft_lm, pair_prompts, REWARD)
-    pairs_path = R.write_records(out / "pairs.jsonl", pairs)
+    rest_of_chain(args, out, figures, train, test, t_start)
+
+
+def rest_of_chain(
+    args: argparse.Namespace, out: Path, figures: dict[str, Any], train: list[Any], test: list[Any], t_start: float
+) -> None:
+    import genloom as gl
+    from genloom.tune import recipes as R
+
+    s = args.scale
+    sft_lm = gl.load(out / "sft")
     held_out = [R.TRANSLATE + p.source for p in test[:300]]
-    R.write_records(out / "ppo_prompts.jsonl", [{"prompt": p} for p in pair_prompts])
-    base_rate = R.preferred_rate(R.respond(sft_lm, held_out), REWARD)
-    log(f"{len(pairs)} pairs; SFT preferred-rate {base_rate:.3f}; reward model")
     common = ["train.dtype=bfloat16", "train.progress=false", "train.eval_iters=2"]
-    rm = gl.tune(
-        "reward", out / "sft", data=pairs_path, out=out / "reward", overwrite=True, log=quiet,
-        sets=[*common, f"train.max_iters={max(4, int(300 * s))}", "train.eval_interval=100", "train.lr=3e-4", "train.batch_size=16"],
-    )  # fmt: skip
-    log(f"reward {rm.metrics}; DPO")
-    dpo = gl.tune(
-        "dpo", out / "sft", data=pairs_path, out=out / "dpo", overwrite=True, log=quiet,
-        sets=[*common, f"train.max_iters={max(4, int(250 * s))}", "train.eval_interval=100", "train.lr=1e-4", "train.batch_size=8", "beta=0.1"],
-    )  # fmt: skip
-    log(f"dpo {dpo.metrics}; PPO")
-    ppo = gl.tune(
-        "ppo", out / "sft", data=out / "ppo_prompts.jsonl", out=out / "ppo", reward=str(out / "reward"), overwrite=True, log=quiet,
-        sets=[*common, f"train.max_iters={max(4, int(100 * s))}", "train.eval_interval=50", "train.eval_iters=1", "train.lr=1e-4",
-              "train.batch_size=32", "minibatch_size=16", "ppo_epochs=2", "max_new_tokens=48", "kl_coef=0.02", "val_fraction=0.05"],
-    )  # fmt: skip
-    log(f"ppo {ppo.metrics}")
-    alignment: dict[str, Any] = {"pairs": len(pairs), "reward_model": rm.metrics, "sft_preferred_rate": base_rate}
-    for name in ("dpo", "ppo"):
-        lm = gl.load(out / name)
-        rate = R.preferred_rate(R.respond(lm, held_out), REWARD)
-        alignment[name] = {"preferred_rate": rate, **R.score_and_kl(lm, sft_lm, held_out, REWARD)}
-        log(f"{name}: {alignment[name]}")
-    alignment["dpo"]["training"] = dpo.metrics
-    alignment["ppo"]["training"] = {k: v for k, v in ppo.metrics.items()}
-    figures["alignment"] = alignment
+    corpus = out / "corpus.txt"
+    if args.from_stage <= 2:
+        alignment = figures["alignment"] = alignment_stage(args, out, train, held_out, sft_lm, common)
+    elif args.from_stage == 3:
+        alignment = figures["alignment"]
+        alignment["ppo"] = ppo_stage(out, s, common, sft_lm, held_out)
+    if args.from_stage <= 3:
+        save(out, figures, args.no_write)
 
-    save(out, figures, args.no_write)
-
-    # 4. LoRA vs full fine-tuning memory, each in its own process (peak RSS is per process)
+    # 4. LoRA vs full fine-tuning memory, each in its own process. Peak = VmHWM of /proc/self/status
+    # (ru_maxrss is not used: on Linux it carries the forking parent's size across exec)
     log("memory: a larger run, full vs LoRA fine-tuning")
     mem_sets = [
         "model.n_layer=8", "model.n_head=8", "model.n_embd=512", "model.block_size=128", "data.byte_fallback=true",
@@ -156,13 +151,13 @@ def main() -> None:
     small = R.write_records(out / "mem_sft.jsonl", R.translation_records(train[:2000]))
     memory = {}
     for method in ("sft", "lora", "sft", "lora"):  # alternately, twice
-        cmd = [sys.executable, "-m", "genloom", "tune", method, str(out / "mem-base"), "--data", str(small),
+        cmd = [sys.executable, "-c", PEAK, "tune", method, str(out / "mem-base"), "--data", str(small),
                "--out", str(out / f"mem-{method}"), "--overwrite", "--no-progress",
                "--set", "train.max_iters=10", "--set", "train.eval_interval=10", "--set", "train.eval_iters=1",
                "--set", "train.batch_size=16", "--set", "lora.r=8", "--set", "lora.target=attn|mlp"]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        subprocess.run(cmd, check=True, env=env, capture_output=True)
-        peak = json.loads((out / f"mem-{method}" / "summary.json").read_text())["training"]["peak_rss_mb"]
+        proc = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+        peak = float(proc.stdout.split("VmHWM_KB=")[1].split()[0]) / 1024
         memory.setdefault(method, []).append(peak)
     params = sum(p.numel() for p in gl.load(out / "mem-base").model.parameters())
     figures["memory"] = {
@@ -196,6 +191,68 @@ def main() -> None:
     figures["total_seconds"] = round(time.time() - t_start)
     save(out, figures, args.no_write)
     log(json.dumps(figures, indent=2))
+
+
+def alignment_stage(
+    args: argparse.Namespace, out: Path, train: list[Any], held_out: list[str], sft_lm: Any, common: list[str]
+) -> dict[str, Any]:
+    """Stage 3: programmatic pairs, reward model, DPO and PPO from the SFT run."""
+    import genloom as gl
+    from genloom.tune import recipes as R
+
+    s = args.scale
+    log("preference pairs")
+    pair_prompts = [R.TRANSLATE + p.source for p in train[:: max(1, len(train) // int(2000 * max(s, 0.05)))]]
+    pairs = R.preference_pairs(sft_lm, pair_prompts, REWARD)
+    pairs_path = R.write_records(out / "pairs.jsonl", pairs)
+    R.write_records(out / "ppo_prompts.jsonl", [{"prompt": p} for p in pair_prompts])
+    base_rate = R.preferred_rate(R.respond(sft_lm, held_out), REWARD)
+    log(f"{len(pairs)} pairs; SFT preferred-rate {base_rate:.3f}; reward model")
+    rm = gl.tune(
+        "reward", out / "sft", data=pairs_path, out=out / "reward", overwrite=True, log=quiet,
+        sets=[*common, f"train.max_iters={max(4, int(300 * s))}", "train.eval_interval=100", "train.lr=3e-4", "train.batch_size=16"],
+    )  # fmt: skip
+    log(f"reward {rm.metrics}; DPO")
+    dpo = gl.tune(
+        "dpo", out / "sft", data=pairs_path, out=out / "dpo", overwrite=True, log=quiet,
+        sets=[*common, f"train.max_iters={max(4, int(250 * s))}", "train.eval_interval=100", "train.lr=1e-4", "train.batch_size=8", "beta=0.1"],
+    )  # fmt: skip
+    lm = gl.load(out / "dpo")
+    alignment: dict[str, Any] = {"pairs": len(pairs), "reward_model": rm.metrics, "sft_preferred_rate": base_rate}
+    alignment["dpo"] = {
+        "preferred_rate": R.preferred_rate(R.respond(lm, held_out), REWARD),
+        **R.score_and_kl(lm, sft_lm, held_out, REWARD),
+        "training": dpo.metrics,
+    }
+    log(f"dpo {alignment['dpo']}")
+    alignment["ppo"] = ppo_stage(out, s, common, sft_lm, held_out)
+    return alignment
+
+
+PPO_SETS = ["train.eval_interval=50", "train.eval_iters=1", "train.lr=3e-5", "train.batch_size=32", "minibatch_size=16",
+            "ppo_epochs=2", "max_new_tokens=48", "kl_coef=0.2", "adaptive_kl=true", "target_kl=6", "kl_horizon=2000",
+            "val_fraction=0.05"]  # fmt: skip
+
+
+def ppo_stage(out: Path, s: float, common: list[str], sft_lm: Any, held_out: list[str]) -> dict[str, Any]:
+    """PPO from the SFT run with the reward-model run as reward."""
+    import genloom as gl
+    from genloom.tune import recipes as R
+
+    log("PPO")
+    ppo = gl.tune(
+        "ppo", out / "sft", data=out / "ppo_prompts.jsonl", out=out / "ppo", reward=str(out / "reward"), overwrite=True,
+        log=quiet, sets=[*common, f"train.max_iters={max(4, int(100 * s))}", *PPO_SETS],
+    )  # fmt: skip
+    lm = gl.load(out / "ppo")
+    result = {
+        "preferred_rate": R.preferred_rate(R.respond(lm, held_out), REWARD),
+        **R.score_and_kl(lm, sft_lm, held_out, REWARD),
+    }
+    result["training"] = ppo.metrics
+    result["settings"] = " ".join(PPO_SETS)
+    log(f"ppo {result}")
+    return result
 
 
 def save(out: Path, figures: dict[str, Any], no_write: bool) -> None:
@@ -242,7 +299,7 @@ def report(f: dict[str, Any]) -> str:
         )
     else:
         lines.append(
-            f"| LoRA uses less memory than full fine-tuning | peak RSS full {m['full_peak_rss_mb']:.0f} MB, LoRA {m['lora_peak_rss_mb']:.0f} MB "
+            f"| LoRA uses less memory than full fine-tuning | peak resident memory (VmHWM) full {m['full_peak_rss_mb']:.0f} MB, LoRA {m['lora_peak_rss_mb']:.0f} MB "
             f"({m['parameters'] / 1e6:.1f}M-parameter run, r=8 on the attention and MLP projections) | {'yes' if m['lora_peak_rss_mb'] < m['full_peak_rss_mb'] else 'no'} |"
         )
     lines += [

@@ -52,13 +52,14 @@ def monolingual_text(pairs: Sequence[Pair]) -> str:
 
 
 def dialogsum(split: str, limit: int | None = None) -> list[dict[str, str]]:
-    """DialogSum records `{"prompt", "response"}` of one split (train, dev or test)."""
+    """DialogSum records `{"prompt", "response"}` of one split (train, dev or test; the test split has three
+    reference summaries per dialogue, the first is used)."""
     path = DATA_DIR / "dialogsum" / f"dialogsum.{split}.jsonl"
     raw = gzip.decompress(path.with_suffix(".jsonl.gz").read_bytes()).decode() if split == "train" else path.read_text()
     records = []
     for line in raw.splitlines()[:limit]:
         r = json.loads(line)
-        records.append({"prompt": SUMMARIZE + r["dialogue"], "response": r["summary"]})
+        records.append({"prompt": SUMMARIZE + r["dialogue"], "response": r.get("summary") or r["summary1"]})
     return records
 
 

@@ -89,7 +89,8 @@ def method_config(method: str, sets: Sequence[str] = ()) -> Any:
     raw = parse_sets(list(sets))
     if method == "lora":
         raw = merge({"use_lora": "true"}, raw)
-    return build(METHODS[method], raw)
+    defaults = to_dict(METHODS[method]())  # nested sections keep the method's defaults under a --set
+    return build(METHODS[method], merge(defaults, raw))
 
 
 def weights_sha256(run_dir: Path) -> str:

@@ -92,3 +92,12 @@ def test_bundled_hh_rlhf_pairs_split_on_the_last_assistant_turn(tmp_path: Path):
         assert p["prompt"].startswith("\n\nHuman:") and p["prompt"].endswith("\n\nAssistant:")
         assert "\n\nAssistant:" not in p["chosen"] and p["chosen"] != p["rejected"]
     assert len(read_preferences(write_records(tmp_path / "hh.jsonl", pairs))) == len(pairs)
+
+
+def test_a_set_keeps_the_other_defaults_of_the_method():
+    from genloom.tune.runner import method_config
+
+    ppo = method_config("ppo", ["train.lr=1e-5", "lora.r=2"])
+    assert ppo.train.lr == 1e-5 and ppo.train.min_lr == method_config("ppo").train.min_lr and ppo.train.max_iters == 50
+    assert ppo.lora.r == 2 and ppo.lora.alpha == 16.0
+    assert method_config("lora").use_lora and not method_config("sft").use_lora
