@@ -7,7 +7,8 @@ One PPO step (`PPOObjective.train_step`, the Trainer's seam for families that ow
 3. Per-token rewards: -β·KL at every response token, where KL is log π(y_t) - log π_ref(y_t) against
    the frozen reference (the starting weights), plus the score at the last token (Ziegler et al. eq. 2).
    β is fixed, or adapted toward `target_kl` (Ziegler et al. §2.2: β ← β·(1 + clip(KL/target - 1, ±0.2)·B/H)).
-4. GAE advantages (whitened) and returns from a value head on the policy's hidden states.
+4. GAE advantages (whitened) and returns from a value head on the policy's hidden states (detached:
+   the critic does not train the policy's trunk).
 5. `ppo_epochs` passes over the rollouts in minibatches: clipped policy loss + `vf_coef` × clipped value
    loss, one optimizer step per minibatch.
 
@@ -230,7 +231,9 @@ class PPOObjective(nn.Module):
         hidden = self.policy.hidden_states(seq[:, :-1])  # (B, L-1, C)
         h = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, R, C)
         logits = self.policy.lm_head(h)  # (B, R, V)
-        values = self.value_head(h)[..., 0]  # (B, R)
+        # The value head reads the policy's features without back-propagating into them: on a small LM
+        # the critic's gradient (returns in reward-model units) swamped the policy's and wrecked it.
+        values = self.value_head(h.detach())[..., 0]  # (B, R)
         return token_logprobs(logits, tokens), values
 
     @torch.no_grad()
