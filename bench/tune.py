@@ -139,6 +139,8 @@ def rest_of_chain(
         alignment["ppo"] = ppo_stage(out, s, common, sft_lm, held_out)
     if args.from_stage <= 3:
         save(out, figures, args.no_write)
+    if args.stop_after <= 3:
+        return
 
     # 4. LoRA vs full fine-tuning memory, each in its own process. Peak = VmHWM of /proc/self/status
     # (ru_maxrss is not used: on Linux it carries the forking parent's size across exec)
@@ -168,6 +170,8 @@ def rest_of_chain(
     log(f"memory {figures['memory']}")
 
     save(out, figures, args.no_write)
+    if args.stop_after <= 4:
+        return
 
     # 5. summarization (no bar): DialogSum from the base run, short
     log("summarization")
