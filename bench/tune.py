@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument(
         "--from-stage", type=int, default=1, help="resume the chain at stage 3 (ppo only), 4 or 5, reusing --out"
     )
+    parser.add_argument("--stop-after", type=int, default=5, help="end the chain after this stage")
     args = parser.parse_args()
 
     import torch
@@ -330,6 +331,16 @@ def report(f: dict[str, Any]) -> str:
             f"{su['after']['rougeL']:.1f} on {su['test_dialogues']} test dialogues after {su['steps']} SFT steps from the same base run.",
         ]
     lines += [
+        "",
+        "Run history (2026-11-23, one machine, sequentially): stages 1-3 and 5 ran first (23:00-23:47 UTC). The "
+        "translation SFT, reward-model and DPO runs of that pass were made before a fix that lets `--set train.x=...` "
+        "keep the method's other train defaults, so the train fields this script does not set took `TrainConfig`'s "
+        "defaults (warmup 100 steps, weight decay 0.1, min_lr 1e-4). PPO was then re-run alone (`--from-stage 3 "
+        "--stop-after 3`) after two fixes: the value head reads detached policy features (the critic's gradient "
+        "had wrecked the policy: KL to the SFT run above 100 nats per answer, preferred-rate unchanged), and the "
+        "settings listed with its figures. The memory stage was re-run (`--from-stage 4 --stop-after 4`) after LoRA "
+        "stopped copying each adapted layer's input for a dropout of 0, and after switching from ru_maxrss (which "
+        "carries the forking parent's size across exec) to VmHWM.",
         "",
         "Translation examples (test split): "
         + "; ".join(f"`{e['source']}` → `{e['output']}` (ref. `{e['reference']}`)" for e in t["examples"][:3]),
