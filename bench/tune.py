@@ -330,6 +330,13 @@ def report(f: dict[str, Any]) -> str:
             f"{su['before']['rouge2']:.1f}/{su['before']['rougeL']:.1f} → {su['after']['rouge1']:.1f}/{su['after']['rouge2']:.1f}/"
             f"{su['after']['rougeL']:.1f} on {su['test_dialogues']} test dialogues after {su['steps']} SFT steps from the same base run.",
         ]
+    if m and m["lora_peak_rss_mb"] >= m["full_peak_rss_mb"]:
+        lines += [
+            "",
+            "LoRA memory, not met and not yet explained: full fine-tuning allocates ~300 MB of gradients and AdamW "
+            "state for this 25.4M-parameter run that LoRA does not, so both peaks are set by something else (2 runs "
+            "each, alternately, minimum reported; the dropout-copy fix did not change the order).",
+        ]
     lines += [
         "",
         "Run history (2026-11-23, one machine, sequentially): stages 1-3 and 5 ran first (23:00-23:47 UTC). The "
