@@ -21,6 +21,7 @@ from genloom.api import (
     load_hf_bert,
     resolve_config,
     train,
+    tune,
 )
 from genloom.errors import UserError
 from genloom.generation import Completion, GenerationConfig
@@ -48,4 +49,5 @@ __all__ = [
     "load_hf_bert",
     "resolve_config",
     "train",
+    "tune",
 ]

@@ -39,6 +39,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    sets = list(args.set)
+    if args.no_progress:
+        sets.append("train.progress=false")
+    method = "lora" if args.lora and args.method == "sft" else args.method
+    if args.lora and method != "lora":
+        sets.append("use_lora=true")
+    result = gl.tune(
+        method,
+        args.run,
+        data=args.data,
+        out=args.out,
+        sets=sets,
+        reward=args.reward,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items())
+    status = "stopped (Ctrl-C)" if result.training.interrupted else "done"
+    print(f"{status}: {method}, step {result.training.step}; {figures}; run directory {args.out}")
+    return 130 if result.training.interrupted else 0
+
+
 def _unescape(text: str) -> str:
     """`\\n` and `\\t` typed on a command line mean newline and tab (for --stop and --prompt)."""
     return text.replace("\\n", "\n").replace("\\t", "\t")
@@ -392,6 +417,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batching", action="store_true", help="decode one request at a time (a baseline)")
     p.set_defaults(handler=_cmd_serve)
 
+    p = sub.add_parser("tune", help="fine-tune a run: sft, lora, reward, ppo, dpo (docs/fine-tuning.md)")
+    p.add_argument("method", choices=["sft", "lora", "reward", "ppo", "dpo"], help="fine-tuning method")
+    p.add_argument("run", help="the base run directory")
+    p.add_argument("--data", required=True, help="JSONL: prompt/response or messages (sft), prompt/chosen/rejected")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field (train.lr=1e-4)")
+    p.add_argument("--reward", help="ppo: a reward-model run, or ends-with-question, positive-words, shorter")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of every weight")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.set_defaults(handler=_cmd_tune)
+
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
 
@@ -415,6 +453,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fill-mask": _cmd_fill_mask,
     "translate": _cmd_translate,
     "serve": _cmd_serve,
+    "tune": _cmd_tune,
 }
 
 

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -36,12 +36,15 @@ class CharTokenizer:
 
     kind = "char"
 
-    def __init__(self, chars: Sequence[str], byte_fallback: bool = False) -> None:
+    def __init__(self, chars: Sequence[str], byte_fallback: bool = False, specials: Sequence[str] = ()) -> None:
         self.chars = list(chars)
         self.byte_fallback = byte_fallback
-        self.itos = self.chars + (_BYTE_TOKENS if byte_fallback else [])
+        self.specials = list(specials)  # multi-character tokens with one id each (chat markers), after the bytes
+        self.itos = self.chars + (_BYTE_TOKENS if byte_fallback else []) + self.specials
         self.stoi = {c: i for i, c in enumerate(self.chars)}
         self.byte_offset = len(self.chars)
+        self.special_offset = len(self.itos) - len(self.specials)
+        self.special_ids = {t: self.special_offset + i for i, t in enumerate(self.specials)}
         self.eos_id: int | None = None
 
     @classmethod
@@ -59,6 +62,11 @@ class CharTokenizer:
         return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
+        if self.specials and any(t in text for t in self.specials):
+            return split_on_specials(text, self.special_ids, self._encode_plain)
+        return self._encode_plain(text)
+
+    def _encode_plain(self, text: str) -> list[int]:
         stoi = self.stoi
         try:
             return [stoi[c] for c in text]
@@ -81,6 +89,12 @@ class CharTokenizer:
         out: list[str] = []
         pending = bytearray()  # fallback bytes wait until they form whole UTF-8 characters
         for i in ids:
+            if i >= self.special_offset:  # a special token: flush pending bytes, then the token's text
+                if pending:
+                    out.append(pending.decode("utf-8", errors="replace"))
+                    pending.clear()
+                out.append(self.itos[i])
+                continue
             if i >= self.byte_offset:
                 pending.append(i - self.byte_offset)
                 continue
@@ -94,9 +108,11 @@ class CharTokenizer:
 
     def to_hf(self) -> HFTokenizer:
         """This tokenizer as a `tokenizers.Tokenizer`: BPE without merges is character-level."""
-        vocab = {tok: i for i, tok in enumerate(self.itos)}
+        vocab = {tok: i for i, tok in enumerate(self.itos[: self.special_offset])}
         tok = HFTokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=self.byte_fallback))
         tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+        if self.specials:
+            tok.add_special_tokens(self.specials)  # ids continue after the vocabulary, in this order
         return tok
 
     def save(self, path: str | Path) -> None:
@@ -263,7 +279,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         tokens = [t for t, _ in vocab]
         byte_fallback = bool(model.get("byte_fallback"))
         chars = tokens[: len(tokens) - 256] if byte_fallback else tokens
-        return CharTokenizer(chars, byte_fallback)
+        added = sorted((t["id"], t["content"]) for t in spec.get("added_tokens") or [])
+        return CharTokenizer(chars, byte_fallback, [content for _, content in added])
     if model.get("type") == "WordPiece":
         try:
             return WordPieceTokenizer(HFTokenizer.from_str(text), str(path))
@@ -275,3 +292,33 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return BPETokenizer(HFTokenizer.from_str(text))
     except Exception as e:  # the library's own parse error, shortened to one line
         raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
+
+
+def split_on_specials(text: str, special_ids: dict[str, int], encode: Callable[[str], list[int]]) -> list[int]:
+    """Ids of `text` where each special token (longest first) is one id and the rest goes to `encode`."""
+    ids: list[int] = []
+    rest = text
+    while rest:
+        hits = [(rest.find(t), -len(t), t) for t in special_ids if t in rest]
+        if not hits:
+            ids.extend(encode(rest))
+            break
+        start, _, token = min(hits)
+        if start:
+            ids.extend(encode(rest[:start]))
+        ids.append(special_ids[token])
+        rest = rest[start + len(token) :]
+    return ids
+
+
+def add_special_tokens(tokenizer: Tokenizer, tokens: Sequence[str]) -> Tokenizer:
+    """A copy of `tokenizer` in which each of `tokens` encodes to one new id (appended after the existing
+    ids, in order); tokens it already has as single ids are kept. For chat markers (genloom tune sft)."""
+    if isinstance(tokenizer, CharTokenizer):
+        new = [t for t in tokens if t not in tokenizer.specials and not (len(t) == 1 and t in tokenizer.stoi)]
+        return CharTokenizer(tokenizer.chars, tokenizer.byte_fallback, [*tokenizer.specials, *new])
+    hf = HFTokenizer.from_str(tokenizer.hf.to_str())
+    hf.add_special_tokens([t for t in tokens if hf.token_to_id(t) is None])
+    if isinstance(tokenizer, WordPieceTokenizer):
+        return WordPieceTokenizer(hf)
+    return BPETokenizer(hf)

@@ -37,6 +37,8 @@ from genloom.errors import UserError
 from genloom.masked_lm import MaskedLanguageModel
 from genloom.models import FAMILIES, get_family
 from genloom.train import TrainResult
+from genloom.tune import RewardFn, TuneResult
+from genloom.tune import tune as tune_run
 
 __all__ = [
     "ImageModel",
@@ -55,6 +57,7 @@ __all__ = [
     "load_image_model",
     "resolve_config",
     "train",
+    "tune",
 ]
 
 
@@ -158,3 +161,43 @@ def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint:
         raise UserError(f"--out {out}: already exists and is not empty")
     save_hf(lm.model, lm.tokenizer, out)  # type: ignore[arg-type]
     return out
+
+
+def tune(
+    method: str,
+    run: str | Path,
+    *,
+    data: str | Path,
+    out: str | Path,
+    sets: Sequence[str] = (),
+    reward: str | RewardFn | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TuneResult:
+    """Fine-tune the text run `run` with `method` (sft, lora, reward, ppo, dpo) on the JSONL file `data`
+    into the run directory `out` (docs/fine-tuning.md). `sets` override the method's config
+    (`"train.max_iters=100"`, `"lora.r=4"`, `"beta=0.2"`); `reward` (ppo) is a reward-model run, a name
+    of `genloom.tune.REWARDS`, or a function `(prompts, responses) -> scores`."""
+    base = load(run)
+    if not isinstance(base, LanguageModel):
+        raise UserError(f"{run}: tune needs a text-generating run (gpt), not {type(base).__name__}")
+
+    def load_reward_run(path: str) -> LanguageModel:
+        lm = load(path)
+        if not isinstance(lm, LanguageModel):
+            raise UserError(f"--reward {path}: not a reward-model run")
+        return lm
+
+    return tune_run(
+        method,
+        base,
+        data=data,
+        out=out,
+        sets=sets,
+        reward=reward,
+        load_run=load_reward_run,
+        resume=resume,
+        overwrite=overwrite,
+        log=log,
+    )

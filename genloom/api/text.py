@@ -1,6 +1,7 @@
 """Text runs (GPT and BERT): the corpus pipeline, training, the `LanguageModel` handle, Hugging Face
 directories."""
 
+import copy
 import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -291,6 +292,33 @@ class LanguageModel:
     def stream_chat(self, messages: Sequence[Mapping[str, str]], **options: Any) -> Iterator[str]:
         """`chat`, yielded in pieces as they are decided."""
         return self.stream(self.chat_prompt(messages), **self._chat_options(options))
+
+    def apply_adapters(self, path: str | Path) -> "LanguageModel":
+        """Attach the LoRA adapters of a `genloom tune lora` run (its directory) to this base run's model,
+        in place: the vocabulary grows as the adapters' run did (new rows are rebuilt exactly), and that
+        run's tokenizer and chat template are used. Adapters trained on another base run are refused."""
+        from genloom.tune import load_adapters, read_adapter_meta, weights_sha256
+
+        path = Path(path)
+        vocab = int(read_adapter_meta(path)["base"].get("vocab_size", self.config.model.vocab_size))
+        if vocab != self.config.model.vocab_size and not (path / rundir.TOKENIZER).exists():
+            raise UserError(f"{path}: adapters for a grown vocabulary need that run's {rundir.TOKENIZER}")
+        candidate = copy.deepcopy(self.model)
+        candidate.resize_token_embeddings(vocab)  # type: ignore[operator]
+        load_adapters(candidate, path, weights_sha256(self.run_dir))
+        candidate.eval()
+        self.model = candidate
+        if (path / rundir.TOKENIZER).exists():
+            self.tokenizer = load_tokenizer(path / rundir.TOKENIZER)
+            self.chat_template = ChatTemplate.load(path)
+        return self
+
+    def merge_adapters(self) -> "LanguageModel":
+        """Fold attached LoRA adapters into the weights (W + B·A·alpha/r): a plain model, same outputs."""
+        from genloom.tune import merge_lora
+
+        merge_lora(self.model)
+        return self
 
 
 def generation_config(**options: Any) -> GenerationConfig:

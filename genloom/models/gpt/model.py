@@ -336,6 +336,70 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
         return loss, {}
 
+    # ---- fine-tuning hooks (genloom/tune) -----------------------------------------------------
+
+    def hidden_states(
+        self, idx: torch.Tensor, positions: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final-norm hidden states (B, T, C) of a full (uncached) forward pass: what a scalar head
+        (reward model, PPO value head) reads; `self(idx) == self.lm_head(self.hidden_states(idx))`.
+
+        Args: idx (B, T); positions (B, T) each token's position (default 0..T-1); attention_mask
+        (B, T, T) bool, True where query t may attend to key s, causality included — e.g. block-diagonal
+        for several documents packed in one row, with positions restarting at each."""
+        _B, T = idx.shape
+        if self.config.block_size < T:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        pos = positions if positions is not None else torch.arange(T, device=idx.device)
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(pos)  # (T or B×T, C)
+        x = self.drop(x)
+        kind = self.config.pos_encoding
+        rope = (self.rope_cos[pos], self.rope_sin[pos]) if kind == "rope" else None  # (T or B×T, hs)
+        mask: torch.Tensor | None = None
+        if attention_mask is not None:
+            mask = attention_mask[:, None]  # (B, 1, T, T)
+        if kind == "alibi":
+            if mask is None and positions is None:
+                mask = self.alibi[:, :, :T, :T]
+            else:
+                p = pos if pos.dim() == 2 else pos[None]  # (B or 1, T)
+                distance = (p[:, :, None] - p[:, None, :]).float()  # (B, T, T)
+                bias = -self.alibi_slopes[None, :, None, None] * distance[:, None]  # (B, nh, T, T)
+                allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                mask = bias.masked_fill(~allowed, float("-inf"))
+        for block in self.blocks:
+            x = block(x, rope, mask)
+        return self.norm_f(x)  # (B, T, C)
+
+    @torch.no_grad()
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow the vocabulary to `vocab_size` (new special tokens): existing rows are kept, new rows of
+        the embedding (and of an untied output projection) start at the mean of the existing rows, so a
+        new token begins as an "average" token rather than noise (Hewitt 2021, "Initializing new word
+        embeddings")."""
+        old = self.config.vocab_size
+        if vocab_size < old:
+            raise ValueError(f"vocab_size can only grow: {old} -> {vocab_size}")
+        if vocab_size == old:
+            return
+        w = self.wte.weight
+        wte = nn.Embedding(vocab_size, w.shape[1], device=w.device, dtype=w.dtype)
+        wte.weight[:old] = w
+        wte.weight[old:] = w.mean(dim=0)
+        self.wte = wte
+        if self.config.tie_weights:
+            self.lm_head = nn.Linear(w.shape[1], vocab_size, bias=False, device=w.device, dtype=w.dtype)
+            self.lm_head.weight = self.wte.weight
+        else:
+            head = self.lm_head.weight
+            lm_head = nn.Linear(w.shape[1], vocab_size, bias=False, device=w.device, dtype=w.dtype)
+            lm_head.weight[:old] = head
+            lm_head.weight[old:] = head.mean(dim=0)
+            self.lm_head = lm_head
+        self.config.vocab_size = vocab_size
+
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; tied weights count once, and learned positions are left out by default."""
         n = sum(p.numel() for p in self.parameters())
