@@ -185,8 +185,10 @@ that layout here), the whole loop under `torch.inference_mode`, no mask rebuilt 
 batches, and no CPU sync besides reading the chosen token ids. With `compile=True` the one-token
 step is the model's fixed-shape `step_function` (the new slot as a tensor, attention over the whole buffer
 under a mask) compiled by inductor with frozen weights and a C++ wrapper: a small model's step is
-bound by per-op dispatch, which compilation removes; a 124M model's step is bound by reading its
-weights from memory, which compilation cannot change (it measured no faster, after ~100 s of compiling)."""
+bound by per-op dispatch, which compilation removes. A 124M model's batch-1 step is dominated by
+matrix-vector products over its weights; compiling did not speed it up (measured on a shared machine,
+after ~100 s of compiling), and the step still takes about twice the memory floor above: batch-1
+matrix-vector throughput is the open lever for the 1.3× bar at batch 1."""
     update_results("generate", "Text generation: genloom vs transformers generate", body)
 
 
