@@ -3,7 +3,6 @@ batches (images in [-1, 1], labels). The model's channels, image_size and num_cl
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,16 @@ from torch import nn
 
 from genloom import run as rundir
 from genloom.api.runs import (
-    DATA_STAMP,
     RunConfig,
+    end_summary,
     load_run_model,
     read_run_config,
     read_summary,
-    training_summary,
+    saved_stamp,
+    start_run,
     write_summary,
 )
-from genloom.config import dump_toml, to_dict
+from genloom.config import to_dict
 from genloom.data.images import BUNDLED_IMAGES, ImageData, load_images, to_unit
 from genloom.errors import UserError
 from genloom.evaluate import plot_loss_curve, write_card
@@ -112,24 +112,18 @@ def train_images(
     pipe = prepare_images(rc)
     if resume:
         rundir.recover(out)
-        stamp_path = out / DATA_STAMP
-        saved_stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
-        if saved_stamp.get("images") != pipe.stamp["images"]:
+        if saved_stamp(out).get("images") != pipe.stamp["images"]:
             raise UserError(f"--resume {out}: the images differ from those this run was trained on")
     else:
         rc = _fit_to_data(rc, pipe.data)
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    if not resume:
-        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
-    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
+    start_run(out, rc, pipe.stamp, resume)
     trainer = Trainer(model, rc.train, pipe.data, out, sampler=_image_sampler(out, rc), log=log)
     result = trainer.fit(resume=resume)
-    summary = read_summary(out)
-    summary["data"] = pipe.stats
-    summary["model"] = {"parameters": sum(p.numel() for p in model.parameters())}
-    summary["training"] = training_summary(result, trainer, "images_per_s")
+    model_info = {"parameters": sum(p.numel() for p in model.parameters())}
+    summary = end_summary(out, pipe.stats, model_info, result, trainer, "images_per_s")
     write_summary(out, summary)
     plot_loss_curve(out)
     _write_image_card(out, rc, summary)

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
-from genloom.config import build, merge, parse_sets, read_toml, to_dict
+from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
 from genloom.errors import UserError
 from genloom.models import Family, get_family, get_preset
+from genloom.tokenizers import Tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 SECTIONS = ("model", "data", "train")
@@ -180,3 +181,33 @@ def load_run_model(run_dir: Path, fam: Family, rc: RunConfig, checkpoint: str) -
     rundir.load_weights(model, run_dir / weights)
     model.eval()
     return model
+
+
+def saved_stamp(out: Path) -> dict[str, str]:
+    """The data fingerprints a run recorded when it started (empty if it has none)."""
+    path = out / DATA_STAMP
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def start_run(
+    out: Path, rc: RunConfig, stamp: dict[str, str], resume: bool, tokenizer: Tokenizer | None = None
+) -> None:
+    """What a run writes before its first step: for a new run its tokenizer and data fingerprints
+    (the tokenizer's own hash among them, checked on resume), and always its config.toml."""
+    if not resume:
+        if tokenizer is not None:
+            tokenizer.save(out / rundir.TOKENIZER)
+            stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
+        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(stamp))
+    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({rc.family})"))
+
+
+def end_summary(
+    out: Path, stats: dict[str, Any], model: dict[str, Any], result: TrainResult, trainer: Trainer, rate_name: str
+) -> dict[str, Any]:
+    """summary.json's data, model and training figures after a training run (evaluation kept)."""
+    summary = read_summary(out)
+    summary["data"] = stats
+    summary["model"] = model
+    summary["training"] = training_summary(result, trainer, rate_name)
+    return summary

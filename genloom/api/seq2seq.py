@@ -17,7 +17,6 @@ processors, KV cache and beam search as a decoder-only model.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,17 +28,17 @@ from torch import nn
 
 from genloom import run as rundir
 from genloom.api.runs import (
-    DATA_STAMP,
     RunConfig,
+    end_summary,
     file_hash,
     fingerprint,
     load_run_model,
     read_summary,
-    training_summary,
+    saved_stamp,
+    start_run,
     write_summary,
 )
 from genloom.api.text import generation_config
-from genloom.config import dump_toml
 from genloom.data.pairs import PairData, PairDataConfig, encode_pairs, load_pair_splits, train_pair_tokenizer
 from genloom.data.parallel import BUNDLED_PAIRS, DATA_DIR, PairSplits
 from genloom.errors import UserError
@@ -105,8 +104,7 @@ def train_seq2seq(
     """Train an encoder-decoder on `rc`'s pairs: tokenizer, stamps, trainer, card."""
     if resume:
         rundir.recover(out)
-        stamp_path = out / DATA_STAMP
-        saved = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        saved = saved_stamp(out)
         if saved.get("tokenizer") != file_hash(out / rundir.TOKENIZER):
             raise UserError(f"--resume {out}: {rundir.TOKENIZER} does not match the run (changed after training)")
         pipe = prepare_pairs(rc, load_tokenizer(out / rundir.TOKENIZER))
@@ -118,18 +116,12 @@ def train_seq2seq(
     torch.manual_seed(rc.train.seed)
     model = fam.model(rc.model)  # validates the config before anything is written
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    if not resume:
-        pipe.tokenizer.save(out / rundir.TOKENIZER)
-        pipe.stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
-        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
-    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
+    start_run(out, rc, pipe.stamp, resume, pipe.tokenizer)
     sampler = _translation_sampler(rc, pipe, out)
     trainer = Trainer(model, rc.train, pipe.data, out, sampler=sampler, log=log)
     result = trainer.fit(resume=resume)
-    summary = read_summary(out)
-    summary["data"] = pipe.stats
-    summary["model"] = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
-    summary["training"] = training_summary(result, trainer, "tokens_per_s")
+    model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
+    summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")
     if result.ms_per_iter:  # the loop counts block_size tokens per row; a pair holds far fewer
         rows = rc.train.batch_size * rc.train.grad_accum
         summary["training"]["tokens_per_s"] = rows * pipe.data.tokens_per_sequence / (result.ms_per_iter / 1000)

@@ -14,18 +14,18 @@ from torch import nn
 
 from genloom import run as rundir
 from genloom.api.runs import (
-    DATA_STAMP,
     RunConfig,
+    end_summary,
     file_hash,
     fingerprint,
     load_run_model,
     read_run_config,
     read_summary,
-    training_summary,
+    saved_stamp,
+    start_run,
     write_summary,
 )
 from genloom.chat import ChatTemplate, render_messages, stop_sequences
-from genloom.config import dump_toml
 from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
     BUNDLED,
@@ -108,17 +108,14 @@ def train_text(
     """Train a text family (GPT, BERT) on `rc`'s corpus: tokenizer, stamps, trainer, card."""
     if resume:
         rundir.recover(out)
-        stamp_path = out / DATA_STAMP
-        saved_stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
+        saved = saved_stamp(out)
         tokenizer = load_tokenizer(out / rundir.TOKENIZER)
-        if tokenizer.vocab_size != rc.model.vocab_size or saved_stamp.get("tokenizer") != file_hash(
-            out / rundir.TOKENIZER
-        ):
+        if tokenizer.vocab_size != rc.model.vocab_size or saved.get("tokenizer") != file_hash(out / rundir.TOKENIZER):
             raise UserError(
                 f"--resume {out}: {rundir.TOKENIZER} does not match the run (it was changed after training)"
             )
         pipe = prepare_text(rc, tokenizer)
-        if saved_stamp.get("corpus") != pipe.stamp["corpus"]:
+        if saved.get("corpus") != pipe.stamp["corpus"]:
             raise UserError(
                 f"--resume {out}: the corpus differs from the one this run was trained on; resume with the same data"
             )
@@ -130,11 +127,7 @@ def train_text(
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    if not resume:
-        pipe.tokenizer.save(out / rundir.TOKENIZER)
-        pipe.stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
-        rundir.atomic_write_text(out / DATA_STAMP, json.dumps(pipe.stamp))
-    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({fam.name})"))
+    start_run(out, rc, pipe.stamp, resume, pipe.tokenizer)
     sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
     batches: TokenData | MaskedTokenData = pipe.data
     if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
@@ -142,10 +135,8 @@ def train_text(
         sampler = None
     trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
     result = trainer.fit(resume=resume)
-    summary = read_summary(out)
-    summary["data"] = pipe.stats
-    summary["model"] = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
-    summary["training"] = training_summary(result, trainer, "tokens_per_s")
+    model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
+    summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")
     write_summary(out, summary)
     plot_loss_curve(out)
     write_text_card(out, rc, summary)
