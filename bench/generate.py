@@ -179,16 +179,18 @@ Memory floor of a batch-1 step (reading every fp32 weight once, a sum over a buf
 threads): {", ".join(f"{k} {v:.2f} ms" for k, v in floors.items())}.
 
 What genloom does per step: one preallocated KV cache (no concatenation or re-slicing copies), GQA
-without repeating key/value heads, the vocabulary projection for the last position only and, for a
-large vocabulary, from a contiguous (C, V) copy of the tied weight (the skinny matmul is faster in
-that layout here), the whole loop under `torch.inference_mode`, no mask rebuilt for unpadded
-batches, and no CPU sync besides reading the chosen token ids. With `compile=True` the one-token
-step is the model's fixed-shape `step_function` (the new slot as a tensor, attention over the whole buffer
-under a mask) compiled by inductor with frozen weights and a C++ wrapper: a small model's step is
-bound by per-op dispatch, which compilation removes. A 124M model's batch-1 step is dominated by
-matrix-vector products over its weights; compiling did not speed it up (measured on a shared machine,
-after ~100 s of compiling), and the step still takes about twice the memory floor above: batch-1
-matrix-vector throughput is the open lever for the 1.3× bar at batch 1."""
+without repeating key/value heads, the vocabulary projection for the last position only, the whole
+loop under `torch.inference_mode`, no mask rebuilt for unpadded batches, and no CPU sync besides
+reading the chosen token ids. A model too large for the CPU's caches (≥ 64 MiB of weights, the 124M
+rows) decodes batch-1 steps with a streaming matrix-vector product (`genloom/nn/linear.py`): an
+inductor-generated row-dot reduction that reads each weight row once at memory speed, where the BLAS
+call behind `F.linear` reached about 18 GB/s against ~29 GB/s for plainly reading the bytes; it is
+compiled once (a few seconds, kept in inductor's on-disk cache) and needs no (C, V) copy of the
+vocabulary projection. Batches of several rows use BLAS, with the vocabulary projection from a
+contiguous (C, V) copy of the tied weight (the skinny matmul is faster in that layout here). With
+`compile=True` the one-token step is the model's fixed-shape `step_function` (the new slot as a
+tensor, attention over the whole buffer under a mask) compiled by inductor with frozen weights and a
+C++ wrapper: a small model's step is bound by per-op dispatch, which compilation removes."""
     update_results("generate", "Text generation: genloom vs transformers generate", body)
 
 

@@ -4,6 +4,7 @@ Nothing here imports the rest of genloom; families compose these and keep their 
 """
 
 from genloom.nn.attention import Attention, KVCache
+from genloom.nn.linear import Linear
 from genloom.nn.mlp import MLP, SwiGLU, make_mlp
 from genloom.nn.norm import make_norm
 from genloom.nn.positional import SinusoidalPositions, alibi_bias, alibi_slopes, apply_rope, rope_cache
@@ -12,6 +13,7 @@ __all__ = [
     "MLP",
     "Attention",
     "KVCache",
+    "Linear",
     "SinusoidalPositions",
     "SwiGLU",
     "alibi_bias",

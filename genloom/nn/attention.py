@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genloom.nn.linear import Linear
 from genloom.nn.positional import apply_rope
 
 
@@ -80,8 +81,8 @@ class Attention(nn.Module):
         self.head_dim = dim // n_head
         self.causal = causal
         self.dropout = dropout
-        self.qkv = nn.Linear(dim, (n_head + 2 * self.n_kv_head) * self.head_dim, bias=bias)
-        self.proj = nn.Linear(n_head * self.head_dim, dim, bias=bias)  # residual projection
+        self.qkv = Linear(dim, (n_head + 2 * self.n_kv_head) * self.head_dim, bias=bias)
+        self.proj = Linear(n_head * self.head_dim, dim, bias=bias)  # residual projection
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(

@@ -28,6 +28,7 @@ from torch import nn
 from genloom.nn import (
     Attention,
     KVCache,
+    Linear,
     SinusoidalPositions,
     alibi_bias,
     alibi_slopes,
@@ -37,6 +38,9 @@ from genloom.nn import (
 )
 
 HEAD_TRANSPOSE_MIN = 2**20  # decode with a transposed copy of output projections at least this large
+# a model whose weights exceed this does not stay in a CPU's caches (32 MiB of L3 here) from one token to
+# the next: its batch-1 decode steps stream the weights (genloom/nn/linear.py)
+STREAM_MIN_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -125,7 +129,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
@@ -183,7 +187,24 @@ class GPT(nn.Module):
             raise ValueError(f"a cache of {max_len} tokens is longer than block_size {cfg.block_size}")
         w = self.wte.weight
         hs = cfg.n_embd // cfg.n_head
+        self._set_streaming()
         return KVCache(cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, max_len, hs, w.dtype, w.device)
+
+    def _set_streaming(self) -> bool:
+        """Turn the streaming matrix-vector product of every `Linear` on when a one-token step is bound by
+        reading the weights from memory: a CPU model of at least STREAM_MIN_BYTES. Decided afresh with
+        each new cache, since weights can change dtype, device or size between generations."""
+        w = self.wte.weight
+        nbytes = sum(p.numel() * p.element_size() for p in self.parameters())
+        on = w.device.type == "cpu" and w.dtype in (torch.float32, torch.bfloat16) and nbytes >= STREAM_MIN_BYTES
+        for m in self.modules():
+            if isinstance(m, Linear):
+                m.stream = on
+        return on
+
+    def _streams_head(self, batch: int) -> bool:
+        """Whether the output projection of a `batch`-row step streams its (V, C) weight (no (C, V) copy)."""
+        return batch == 1 and bool(getattr(self.lm_head, "stream", False))
 
     def _forward_cached(
         self, idx: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None, last_only: bool
@@ -241,7 +262,7 @@ class GPT(nn.Module):
         if not last_only:
             return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
         x = self.norm_f(x[:, -1:])  # (B, 1, C)
-        if self.lm_head.weight.numel() < HEAD_TRANSPOSE_MIN:
+        if self.lm_head.weight.numel() < HEAD_TRANSPOSE_MIN or self._streams_head(B):
             return self.lm_head(x)
         return x @ self._head_transposed()  # (B, 1, vocab_size)
 
@@ -254,12 +275,13 @@ class GPT(nn.Module):
         hand the step to `torch.compile` once per (batch, cache length) and reuse it for every token.
         Take a new decoder after changing the weights."""
         core = self._compiled_step() if compiled else self._decode_core
-        head = self._head_transposed() if self.lm_head.weight.numel() >= HEAD_TRANSPOSE_MIN else None
+        big_head = self.lm_head.weight.numel() >= HEAD_TRANSPOSE_MIN
 
         def step(idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
             if cache.length >= cache.max_len:
                 raise ValueError(f"the KV cache of {cache.max_len} tokens is full")
             slot = torch.tensor(cache.length, device=idx.device)
+            head = self._head_transposed() if big_head and not self._streams_head(idx.shape[0]) else None
             logits = core(idx, slot, cache.k, cache.v, cache.valid, cache.positions, cache.seen, head)
             cache.length += 1
             return logits
@@ -390,11 +412,11 @@ class GPT(nn.Module):
         wte.weight[old:] = w.mean(dim=0)
         self.wte = wte
         if self.config.tie_weights:
-            self.lm_head = nn.Linear(w.shape[1], vocab_size, bias=False, device=w.device, dtype=w.dtype)
+            self.lm_head = Linear(w.shape[1], vocab_size, bias=False, device=w.device, dtype=w.dtype)
             self.lm_head.weight = self.wte.weight
         else:
             head = self.lm_head.weight
-            lm_head = nn.Linear(w.shape[1], vocab_size, bias=False, device=w.device, dtype=w.dtype)
+            lm_head = Linear(w.shape[1], vocab_size, bias=False, device=w.device, dtype=w.dtype)
             lm_head.weight[:old] = head
             lm_head.weight[old:] = head.mean(dim=0)
             self.lm_head = lm_head
