@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,13 +67,25 @@ def passes(family: str, m: dict[str, float], baseline_fid: float) -> bool:
     return ok
 
 
-def train_family(family: str, out: Path, budget: float) -> float:
-    """Train in a subprocess (its own torch, 2 threads); returns wall seconds."""
+def train_family(family: str, out: Path, budget: float, threads: int) -> float:
+    """Train in a subprocess (its own torch, `threads` threads); returns wall seconds."""
     cmd = [sys.executable, "-m", "genloom", "train", family, "--preset", "mnist-cpu", "--out", str(out)]
-    cmd += ["--overwrite", "--no-progress", "--set", f"train.max_time={budget}"]
+    cmd += ["--overwrite", "--no-progress", "--set", f"train.max_time={budget}", "--set", f"train.threads={threads}"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     return time.perf_counter() - t0
+
+
+def table_row(family: str, r: dict[str, Any], baseline: float) -> str:
+    m = r["metrics"]
+    acc = m.get("conditional_accuracy")
+    return (
+        f"| {family} | {r['threads']} | {r['seconds']:.0f} | {r['steps']} | {m['n_samples']:.0f} | "
+        f"{m.get('fid', float('nan')):.2f} | {m.get('fid_floor', float('nan')):.2f} | {m.get('kid', float('nan')):.4f} | "
+        f"{'' if acc is None else f'{acc:.1%}'} | {m.get('test_bits_per_dim', float('nan')):.3f} | "
+        f"{m.get('test_elbo_nats', float('nan')):.1f} | {m['test_images']:.0f} | {BARS[family]} | "
+        f"{'yes' if passes(family, m, baseline) else 'no'} | {r['finished']} |"
+    )
 
 
 def baseline_fid(n: int) -> dict[str, float]:
@@ -167,8 +180,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["speed"], default=None)
     parser.add_argument("--skip-train", action="store_true", help="evaluate runs already in --out")
     parser.add_argument("--quick", action="store_true", help=f"train each family {QUICK_SECONDS} s only (not the bars)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of training and evaluation")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.set_num_threads(args.threads)
     import genloom as gl
 
     out = Path(args.out)
@@ -190,13 +204,17 @@ def main() -> None:
             f"Baseline (PCA-50 + 10-component GMM in pixel space): FID {base['fid']:.2f}, KID {base['kid']:.4f}; "
             f"real-vs-real floor FID {base['fid_floor']:.2f} (1000 vs 1000).",
             "",
-            "| family | train s | steps | n | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | test images | bar | pass |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "Each family is trained and scored by its own invocation (`--families`); its row keeps the thread "
+            "count and the time it finished, and rows of earlier invocations into the same `--out` stay in "
+            "the table (its `<family>/bench.json`).",
+            "",
+            "| family | threads | train s | steps | n | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | test images | bar | pass | finished (UTC) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for family in families:
             run = out / family
             budget = QUICK_SECONDS if args.quick else BUDGET_S[family] * args.budget_scale
-            seconds = 0.0 if args.skip_train else train_family(family, run, budget)
+            seconds = train_family(family, run, budget, args.threads) if not args.skip_train else None
             n_test = 500 if args.quick and family == "pixelcnn" else None  # PixelCNN: 4 GFLOP per test image
             m = gl.evaluate_images(
                 run, n_samples=(QUICK_SAMPLES if args.quick else EVAL_SAMPLES)[family], test_images=n_test
@@ -204,16 +222,19 @@ def main() -> None:
             if "fid" in m:
                 GRIDS.mkdir(parents=True, exist_ok=True)
                 (GRIDS / f"{family}.png").write_bytes((run / "samples" / "eval_grid.png").read_bytes())
-            steps = json.loads((run / "summary.json").read_text())["training"]["steps"]
-            acc = m.get("conditional_accuracy")
-            lines.append(
-                f"| {family} | {seconds:.0f} | {steps} | {m['n_samples']:.0f} | {m.get('fid', float('nan')):.2f} | "
-                f"{m.get('fid_floor', float('nan')):.2f} | {m.get('kid', float('nan')):.4f} | "
-                f"{'' if acc is None else f'{acc:.1%}'} | {m.get('test_bits_per_dim', float('nan')):.3f} | "
-                f"{m.get('test_elbo_nats', float('nan')):.1f} | {m['test_images']:.0f} | {BARS[family]} | "
-                f"{'yes' if passes(family, m, base['fid']) else 'no'} |"
-            )
-            print(lines[-1], flush=True)
+            training = json.loads((run / "summary.json").read_text())["training"]
+            record = {
+                "threads": args.threads,
+                "seconds": seconds if seconds is not None else training.get("train_seconds_total", float("nan")),
+                "steps": training["steps"],
+                "metrics": m,
+                "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            }
+            (run / "bench.json").write_text(json.dumps(record, indent=2))
+            print(table_row(family, record, base["fid"]), flush=True)
+        for family in FAMILIES:  # every family scored into this --out, by this invocation or an earlier one
+            if (out / family / "bench.json").exists():
+                lines.append(table_row(family, json.loads((out / family / "bench.json").read_text()), base["fid"]))
     speed = sampler_speed(out / "diffusion", args.rounds, n=4 if args.quick else 16)
     lines += [
         "",
@@ -223,7 +244,8 @@ def main() -> None:
         f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
         "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
         "",
-        f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'}`",
+        f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'} "
+        f"--threads N --families F` (once per family)",
     ]
     print("\n".join(lines))
     key, title = (
