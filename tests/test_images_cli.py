@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 import genloom as gl
@@ -131,3 +132,18 @@ def test_likelihood_only_evaluation(runs):
     assert "fid" not in m and m["test_images"] == 7 and m["test_bits_per_dim"] > 0
     with pytest.raises(gl.UserError, match="n_samples must be 0"):
         gl.evaluate_images(runs["pixelcnn"], n_samples=1)
+
+
+def test_diffusion_ema_is_updated_by_the_loop_saved_and_resumed_exactly(tmp_path):
+    """The training loop calls the EMA update once per optimizer step; the average is part of the run's
+    weights, so a resumed run ends with the same EMA as an unbroken one."""
+    sets = ["train.max_iters=4", "train.eval_interval=2", "train.progress=false", "train.lr_decay_iters=6"]
+    sets += ["model.ema_decay=0.9"]  # (the learning-rate schedule must not depend on max_iters)
+    gl.train("diffusion", out=tmp_path / "a", preset="debug", sets=sets)
+    gl.train("diffusion", out=tmp_path / "a", sets=["train.max_iters=6", "train.progress=false"], resume=True)
+    gl.train("diffusion", out=tmp_path / "b", preset="debug", sets=["train.max_iters=6", *sets[1:]])
+    a, b = gl.load(tmp_path / "a").model, gl.load(tmp_path / "b").model
+    assert int(a.ema_steps) == int(b.ema_steps) == 6
+    for pa, pb in zip(a.ema_unet.parameters(), b.ema_unet.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert any(not torch.equal(e, p) for e, p in zip(a.ema_unet.parameters(), a.unet.parameters(), strict=True))

@@ -187,6 +187,9 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        after = getattr(self.model, "after_optimizer_step", None)
+        if after is not None:  # a family that tracks its weights between steps (diffusion's EMA)
+            after()
         self.step += 1
         return float(total) / cfg.grad_accum, tokens
 

@@ -70,3 +70,47 @@ def test_ddpm_identical_to_diffusers():
         for t in scheduler.timesteps:
             x = scheduler.step(model.model_output(x, t, labels, 2.0), t, x, generator=generator).prev_sample
     torch.testing.assert_close(ours, x.clamp(-1, 1), atol=1e-6, rtol=0)
+
+
+def test_patched_unet_runs_at_half_resolution_and_keeps_the_image_shape():
+    """patch_size 2 folds 2x2 pixel patches into channels: same output shape, the stem sees 4 channels at
+    half the side, and each output pixel depends on its own patch's inputs (shuffle inverts unshuffle)."""
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(channels=1, image_size=8, num_classes=10, unet_channels=8, patch_size=2)
+    model = Diffusion(cfg)
+    assert model.unet.stem.in_channels == 4
+    seen = []
+    model.unet.stem.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    x = torch.randn(3, 1, 8, 8)
+    torch.nn.init.normal_(model.unet.out.weight, std=0.05)
+    out = model.unet(x, torch.tensor([1, 500, 999]), torch.tensor([0, 3, 10]))
+    assert out.shape == x.shape and seen == [(3, 4, 4, 4)]
+    with pytest.raises(ValueError, match="patch_size"):
+        DiffusionConfig(image_size=28, patch_size=2, levels=3)  # 28 does not divide by 2 * 4
+
+
+def test_ema_follows_the_formula_and_sampling_uses_it():
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(channels=1, image_size=8, num_classes=10, unet_channels=8, ema_decay=0.9)
+    model = Diffusion(cfg)
+    assert model.ema_unet is not None
+    assert all(not p.requires_grad for p in model.ema_unet.parameters())
+    assert model.num_params() == sum(p.numel() for p in model.unet.parameters())
+    before = [p.clone() for p in model.ema_unet.parameters()]
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(1.0)
+    model.after_optimizer_step()  # step 1: decay min(0.9, 2/11)
+    d = 2 / 11
+    for e, b, p in zip(model.ema_unet.parameters(), before, model.unet.parameters(), strict=True):
+        torch.testing.assert_close(e, d * b + (1 - d) * p)
+    for _ in range(200):
+        model.after_optimizer_step()  # the ramp reaches the configured decay
+    assert int(model.ema_steps) == 201
+    # sampling reads the EMA weights: make them differ from the trained ones and compare outputs
+    torch.nn.init.normal_(model.ema_unet.out.weight, std=0.05)
+    x, t, y = torch.randn(2, 1, 8, 8), 500, torch.tensor([1, 2])
+    with torch.no_grad():
+        via_ema = model.model_output(x, t, y, 1.0)
+        torch.testing.assert_close(via_ema, model.ema_unet(x, torch.full((2,), t), y))
+        assert not torch.allclose(via_ema, model.unet(x, torch.full((2,), t), y))

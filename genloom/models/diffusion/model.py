@@ -13,6 +13,7 @@ uncond + w (cond - uncond), both halves in one batched call.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +35,8 @@ class DiffusionConfig:
     unet_channels: int = 32  # width of the U-Net's first level
     levels: int = 2  # resolution levels of the U-Net; the width doubles at each
     blocks_per_level: int = 1  # residual blocks per level on the way down
+    patch_size: int = 1  # pixel patches folded into channels: 2 runs the U-Net at half resolution (unet.py)
+    ema_decay: float | None = None  # keep an exponential moving average of the U-Net for sampling (0.999)
     dropout: float = 0.0  # inside residual blocks
     num_train_timesteps: int = 1000  # T
     schedule: Literal["linear", "cosine"] = "linear"  # beta schedule
@@ -47,8 +50,13 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         if self.levels < 1 or self.unet_channels <= 0 or self.blocks_per_level < 1:
             raise ValueError("levels, unet_channels and blocks_per_level must be positive")
-        if self.image_size % 2 ** (self.levels - 1) != 0:
-            raise ValueError(f"image_size {self.image_size} must divide by 2^(levels-1) = {2 ** (self.levels - 1)}")
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1, got {self.patch_size}")
+        side = self.patch_size * 2 ** (self.levels - 1)
+        if self.image_size % side != 0:
+            raise ValueError(f"image_size {self.image_size} must divide by patch_size * 2^(levels-1) = {side}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if not 0 <= self.cond_drop_prob < 1:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
         if self.num_train_timesteps < 2:
@@ -68,13 +76,37 @@ class Diffusion(nn.Module):
             cfg.blocks_per_level,
             cfg.num_classes if cfg.conditional else 0,
             cfg.dropout,
+            cfg.patch_size,
         )
+        # EMA of the U-Net's weights (sampling uses it): a frozen copy (requires_grad off, so the
+        # optimizer never sees it), saved and restored with the run like any other weight
+        self.ema_unet: UNet | None = None
+        if cfg.ema_decay is not None:
+            self.ema_unet = copy.deepcopy(self.unet).requires_grad_(False)
+            self.ema_steps: torch.Tensor
+            self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
         alphas_cumprod = torch.cumprod(1 - beta_schedule(cfg.schedule, cfg.num_train_timesteps), dim=0)
         self.alphas_cumprod: torch.Tensor
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.unet.parameters())
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """EMA update, called by the training loop after each optimizer step. The decay ramps up as
+        (1 + n) / (10 + n) to `ema_decay`, so the average does not start out dominated by the random
+        initial weights (the warm-up of Tarvainen & Valpola's mean teacher and most diffusion code)."""
+        if self.ema_unet is None or self.config.ema_decay is None:
+            return
+        self.ema_steps += 1
+        n = float(self.ema_steps)
+        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
+        ema = list(self.ema_unet.parameters())
+        torch._foreach_lerp_(ema, [p.detach() for p in self.unet.parameters()], 1 - decay)
+
+    def _sampling_unet(self) -> UNet:
+        return self.ema_unet if self.ema_unet is not None else self.unet
 
     def _null_label(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.config.num_classes, dtype=torch.long)
@@ -107,12 +139,13 @@ class Diffusion(nn.Module):
         """The U-Net output at x_t, with classifier-free guidance when conditional and w != 1."""
         B = len(x)
         t_batch = torch.full((B,), int(t), dtype=torch.long)
+        unet = self._sampling_unet()
         if not self.config.conditional:
-            return self.unet(x, t_batch, None)
+            return unet(x, t_batch, None)
         assert labels is not None
         if guidance_scale == 1.0:
-            return self.unet(x, t_batch, labels)
-        both = self.unet(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, self._null_label(B)]))
+            return unet(x, t_batch, labels)
+        both = unet(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, self._null_label(B)]))
         cond, uncond = both.chunk(2)
         return uncond + guidance_scale * (cond - uncond)  # eq. (6), Ho & Salimans 2022
 
