@@ -102,7 +102,7 @@ class Diffusion(nn.Module):
         self.ema_steps += 1
         n = float(self.ema_steps)
         decay = min(self.config.ema_decay, (1 + n) / (10 + n))
-        ema = list(self.ema_unet.parameters())
+        ema: list[torch.Tensor] = list(self.ema_unet.parameters())
         torch._foreach_lerp_(ema, [p.detach() for p in self.unet.parameters()], 1 - decay)
 
     def _sampling_unet(self) -> UNet:
