@@ -5,8 +5,8 @@ pool features, whose weights cannot be downloaded here (no network at run time).
 small CNN classifier once per dataset (a few thousand steps, cached by a fingerprint of the training
 images) and uses its 128-d penultimate features. The numbers are therefore *not* comparable with
 published FIDs; they compare models on the same data, and every score is reported beside the
-real-vs-real floor (train images vs test images, same number of samples), the FID a perfect model would
-get at that sample size.
+real-vs-real floor (test images vs other test images, same number of samples: images the classifier
+never trained on, as a model's samples are), the FID a perfect model would get at that sample size.
 
 - FID: ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64.
 - KID: unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over subsets.
