@@ -5,7 +5,7 @@ above and to the right. Gated PixelCNN (van den Oord et al. 2016b, "Conditional 
 PixelCNN Decoders") splits the receptive field in two stacks: a *vertical* stack that sees every pixel of
 the rows above (at any column within reach), and a *horizontal* stack that sees the pixels to the left
 in the current row. The first layer also masks the centre, so output (i, j) never depends on input
-(i, j) or anything after it in raster order; tests/nn/test_image_layers.py checks this with gradients.
+(i, j) or anything after it in raster order; tests/models/test_image_families.py checks this with gradients.
 """
 
 from __future__ import annotations
@@ -16,35 +16,35 @@ from torch import nn
 
 
 class VerticalStackConv(nn.Conv2d):
-    """k×k convolution seeing rows above the centre (and the centre row unless `mask_center`).
+    """Convolution over the rows above the centre (and the centre row unless `mask_center`), k wide.
 
     Stacked with `mask_center=True` on the first layer only, output row i depends on input rows < i.
+    Rather than a k×k kernel with its lower rows masked to zero, the kernel holds only the rows it may
+    see (k//2 + 1, or k//2 with `mask_center`) and the input is padded above only: the same receptive
+    field, with none of the multiplications by zero (40% of a 5×5 kernel's).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, mask_center: bool) -> None:
-        super().__init__(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
-        mask = torch.ones(kernel_size, kernel_size)
-        mask[kernel_size // 2 + 1 :, :] = 0  # rows below the centre
-        if mask_center:
-            mask[kernel_size // 2, :] = 0  # the centre row itself
-        self.mask: torch.Tensor
-        self.register_buffer("mask", mask[None, None], persistent=False)
+        rows = kernel_size // 2 + (0 if mask_center else 1)
+        super().__init__(in_ch, out_ch, (rows, kernel_size))
+        self.half = kernel_size // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        H = x.shape[2]
+        x = F.pad(x, (self.half, self.half, self.half, 0))  # (left, right, top, bottom)
+        # output row i reads padded rows i .. i + rows - 1 = input rows i - k//2 .. i (or i - 1)
+        return F.conv2d(x, self.weight, self.bias)[:, :, :H]
 
 
 class HorizontalStackConv(nn.Conv2d):
-    """1×k convolution seeing pixels left of the centre (and the centre unless `mask_center`)."""
+    """1×k convolution over the pixels left of the centre (and the centre unless `mask_center`), again
+    with a kernel of the visible taps only and padding on the left."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, mask_center: bool) -> None:
-        super().__init__(in_ch, out_ch, (1, kernel_size), padding=(0, kernel_size // 2))
-        mask = torch.ones(1, kernel_size)
-        mask[0, kernel_size // 2 + 1 :] = 0  # pixels to the right
-        if mask_center:
-            mask[0, kernel_size // 2] = 0
-        self.mask: torch.Tensor
-        self.register_buffer("mask", mask[None, None], persistent=False)
+        cols = kernel_size // 2 + (0 if mask_center else 1)
+        super().__init__(in_ch, out_ch, (1, cols))
+        self.half = kernel_size // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        W = x.shape[3]
+        return F.conv2d(F.pad(x, (self.half, 0)), self.weight, self.bias)[:, :, :, :W]
