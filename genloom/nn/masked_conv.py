@@ -27,11 +27,11 @@ class VerticalStackConv(nn.Conv2d):
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, mask_center: bool) -> None:
         rows = kernel_size // 2 + (0 if mask_center else 1)
         super().__init__(in_ch, out_ch, (rows, kernel_size))
-        self.half = kernel_size // 2
+        self.reach = kernel_size // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H = x.shape[2]
-        x = F.pad(x, (self.half, self.half, self.half, 0))  # (left, right, top, bottom)
+        x = F.pad(x, (self.reach, self.reach, self.reach, 0))  # (left, right, top, bottom)
         # output row i reads padded rows i .. i + rows - 1 = input rows i - k//2 .. i (or i - 1)
         return F.conv2d(x, self.weight, self.bias)[:, :, :H]
 
@@ -43,8 +43,8 @@ class HorizontalStackConv(nn.Conv2d):
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, mask_center: bool) -> None:
         cols = kernel_size // 2 + (0 if mask_center else 1)
         super().__init__(in_ch, out_ch, (1, cols))
-        self.half = kernel_size // 2
+        self.reach = kernel_size // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         W = x.shape[3]
-        return F.conv2d(F.pad(x, (self.half, 0)), self.weight, self.bias)[:, :, :, :W]
+        return F.conv2d(F.pad(x, (self.reach, 0)), self.weight, self.bias)[:, :, :, :W]
