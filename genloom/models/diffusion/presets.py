@@ -8,18 +8,24 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"source": "digits"},
         "train": {"max_iters": 20, "batch_size": 16, "warmup_iters": 2, "eval_interval": 10, "eval_iters": 2},
     },
-    # MNIST on 2 CPU cores, 30-minute budget (bench/images.py): a wide, shallow U-Net (two levels, no
-    # attention), v-prediction on the cosine schedule with min-SNR weighting, batch 128, bf16 autocast.
+    # MNIST on 2 CPU cores, 30-minute budget (bench/images.py): a U-Net on 2x2 pixel patches (a quarter of
+    # the convolution cost: 0.47 vs 1.09 s per step of batch 128 at 1 thread, with 1.8x the parameters),
+    # two levels, no attention; v-prediction on the cosine schedule with min-SNR weighting, bf16 autocast;
+    # EMA weights for sampling. 15 minutes at 1 thread (1680 steps) gave conditional accuracy 98.3% / FID
+    # 84 at guidance 1.5, 100% / 122 at 2.0 and 100% / 195 at 3.0 (300 samples, floor 29): guidance
+    # beyond what the classes need costs diversity.
     "mnist-cpu": {
         "model": {
-            "unet_channels": 48,
+            "unet_channels": 64,
+            "patch_size": 2,
             "blocks_per_level": 1,
             "schedule": "cosine",
             "prediction": "v_prediction",
             "min_snr_gamma": 5.0,
             "cond_drop_prob": 0.1,
+            "ema_decay": 0.999,
             "sample_steps": 50,
-            "guidance_scale": 3.0,
+            "guidance_scale": 1.5,
         },
         "data": {"source": "mnist"},
         "train": {
