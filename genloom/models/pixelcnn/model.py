@@ -62,17 +62,29 @@ class GatedLayer(nn.Module):
         self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.v_conv(v)  # (B, 2 hidden, H, W): rows above only
-        h_pre = self.h_conv(h) + self.v_to_h(v_pre)
-        if self.class_bias is not None:
-            bias = self.class_bias(labels)[:, :, None, None]  # (B, 2 hidden, 1, 1)
-            v_pre, h_pre = v_pre + bias, h_pre + bias
-        v_f, v_g = v_pre.chunk(2, dim=1)
+        return self.vertical_out(v_pre, labels), self.horizontal(h, self.v_to_h(v_pre), labels)
+
+    def _bias(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return None if self.class_bias is None else self.class_bias(labels)[:, :, None, None]  # (B, 2 hidden, 1, 1)
+
+    def vertical_out(self, v_pre: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The vertical stack's gated output from its convolution v_pre."""
+        bias = self._bias(labels)
+        v_f, v_g = (v_pre if bias is None else v_pre + bias).chunk(2, dim=1)
+        return torch.tanh(v_f) * torch.sigmoid(v_g)
+
+    def horizontal(self, h: torch.Tensor, from_v: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The horizontal stack's output from its input h and the vertical stack's contribution
+        from_v = v_to_h(v_pre) at the same pixels (a 1x1 convolution: any rows may be passed alone)."""
+        h_pre = self.h_conv(h) + from_v
+        bias = self._bias(labels)
+        if bias is not None:
+            h_pre = h_pre + bias
         h_f, h_g = h_pre.chunk(2, dim=1)
-        v_out = torch.tanh(v_f) * torch.sigmoid(v_g)
         h_out = self.h_out(torch.tanh(h_f) * torch.sigmoid(h_g))
         if not self.first:  # residual on the horizontal stack (the first layer changes width)
             h_out = h_out + h
-        return v_out, h_out
+        return h_out
 
 
 class PixelCNN(nn.Module):
@@ -96,6 +108,9 @@ class PixelCNN(nn.Module):
         v, h = self.first(x, x, labels)
         for layer in self.layers:
             v, h = layer(v, h, labels)
+        return self._logits(h)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
         out = self.out2(F.relu(self.out1(F.relu(h))))  # (B, C * 256, H, W)
         B, _, H, W = out.shape
         return out.view(B, self.config.channels, LEVELS, H, W).transpose(1, 2)  # (B, 256, C, H, W)
@@ -119,14 +134,38 @@ class PixelCNN(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n images (n, C, S, S) in [-1, 1], one pixel at a time in raster order."""
+        """n images (n, C, S, S) in [-1, 1], one pixel at a time in raster order.
+
+        Row by row: the vertical stack at row i sees only rows < i, so it runs once per row (over rows
+        <= i) and its contribution to row i is kept; then each pixel of row i needs only the horizontal
+        stack on that one row. S passes of the vertical stack and S * S one-row passes of the horizontal
+        one, instead of S * S passes of the whole network over the rows so far (~15x fewer operations at
+        28 x 28; the logits are those of `forward`, tests/models/test_image_families.py)."""
         cfg = self.config
+        labels = labels if cfg.conditional else None
         x = torch.zeros(n, cfg.channels, cfg.image_size, cfg.image_size)
         for i in range(cfg.image_size):
+            from_v = self._vertical_contributions(x[:, :, : i + 1], labels)
             for j in range(cfg.image_size):
-                # row i depends on rows <= i only, so the rows below need not be computed
-                logits = self(x[:, :, : i + 1], labels)[:, :, :, i, j].float() / temperature  # (n, 256, C)
-                probs = logits.softmax(dim=1).transpose(1, 2).reshape(-1, LEVELS)  # (n * C, 256)
+                logits = self._row_logits(x[:, :, i : i + 1], from_v, labels)[:, :, :, 0, j]  # (n, 256, C)
+                probs = (logits.float() / temperature).softmax(dim=1).transpose(1, 2).reshape(-1, LEVELS)
                 level = torch.multinomial(probs, 1, generator=generator).view(n, cfg.channels)
                 x[:, :, i, j] = level.float() / 127.5 - 1
         return x
+
+    def _vertical_contributions(self, rows: torch.Tensor, labels: torch.Tensor | None) -> list[torch.Tensor]:
+        """v_to_h(v_pre) of every layer at the last of `rows` (B, C, i + 1, W): (B, 2 hidden, 1, W) each."""
+        contributions = []
+        v = rows
+        for layer in [self.first, *self.layers]:
+            v_pre = layer.v_conv(v)  # (B, 2 hidden, i + 1, W)
+            contributions.append(layer.v_to_h(v_pre[:, :, -1:]))
+            v = layer.vertical_out(v_pre, labels)
+        return contributions
+
+    def _row_logits(self, row: torch.Tensor, from_v: list[torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, 256, C, 1, W) of one row (B, C, 1, W) given its vertical contributions."""
+        h = row
+        for layer, contribution in zip([self.first, *self.layers], from_v, strict=True):
+            h = layer.horizontal(h, contribution, labels)
+        return self._logits(h)
