@@ -36,7 +36,7 @@ from genloom.nn import (
     make_norm,
     rope_cache,
 )
-from genloom.nn.linear import STREAM_MAX_ROWS
+from genloom.nn.linear import stream_rows
 
 HEAD_TRANSPOSE_MIN = 2**20  # decode with a transposed copy of output projections at least this large
 # a model whose weights exceed this does not stay in a CPU's caches (32 MiB of L3 here) from one token to
@@ -205,7 +205,7 @@ class GPT(nn.Module):
 
     def _streams_head(self, batch: int) -> bool:
         """Whether the output projection of a `batch`-row step streams its (V, C) weight (no (C, V) copy)."""
-        return batch <= STREAM_MAX_ROWS and bool(getattr(self.lm_head, "stream", False))
+        return batch <= stream_rows(self.lm_head.weight.dtype) and bool(getattr(self.lm_head, "stream", False))
 
     def _forward_cached(
         self, idx: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None, last_only: bool
