@@ -194,7 +194,13 @@ def main() -> None:
         else f"{args.budget_scale:g} x (15 min; diffusion 30 min)"
     )
     if args.only != "speed":
-        base = baseline_fid(1000)
+        cached = out / "baseline.json"  # the baseline is the same for every family: fit it once per --out
+        if cached.exists():
+            base = json.loads(cached.read_text())
+        else:
+            base = baseline_fid(1000)
+            out.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(base))
         lines += [
             f"Training budget per family: {budget_text} on this machine "
             f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
@@ -225,7 +231,7 @@ def main() -> None:
                 (GRIDS / f"{family}.png").write_bytes((run / "samples" / "eval_grid.png").read_bytes())
             training = json.loads((run / "summary.json").read_text())["training"]
             record = {
-                "threads": args.threads,
+                "threads": training.get("threads", args.threads) if args.skip_train else args.threads,
                 "seconds": seconds if seconds is not None else training.get("train_seconds_total", float("nan")),
                 "steps": training["steps"],
                 "metrics": m,
@@ -236,14 +242,23 @@ def main() -> None:
         for family in FAMILIES:  # every family scored into this --out, by this invocation or an earlier one
             if (out / family / "bench.json").exists():
                 lines.append(table_row(family, json.loads((out / family / "bench.json").read_text()), base["fid"]))
-    speed = sampler_speed(out / "diffusion", args.rounds, n=4 if args.quick else 16)
+    speed_file = out / "sampler_speed.json"  # measured with the diffusion family (or --only speed)
+    if args.only == "speed" or "diffusion" in families:
+        n_speed = 4 if args.quick else 16
+        speed = {**sampler_speed(out / "diffusion", args.rounds, n=n_speed), "n": n_speed, "rounds": args.rounds}
+        out.mkdir(parents=True, exist_ok=True)
+        speed_file.write_text(json.dumps(speed))
+    if speed_file.exists():
+        speed = json.loads(speed_file.read_text())
+        lines += [
+            "",
+            f"DDIM sampling, {speed['n']} images x 50 steps, guided, same U-Net weights, {speed['rounds']} alternating "
+            f"rounds: genloom {speed['genloom_images_per_s']:.1f} images/s, diffusers DDIMScheduler "
+            f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f}; identical outputs: "
+            f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
+            "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
+        ]
     lines += [
-        "",
-        f"DDIM sampling, {4 if args.quick else 16} images x 50 steps, guided, same U-Net weights, {args.rounds} alternating rounds: "
-        f"genloom {speed['genloom_images_per_s']:.1f} images/s, diffusers DDIMScheduler "
-        f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f}; identical outputs: "
-        f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
-        "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
         "",
         f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'} "
         f"--threads N --families F` (once per family)",
