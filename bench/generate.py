@@ -182,12 +182,13 @@ What genloom does per step: one preallocated KV cache (no concatenation or re-sl
 without repeating key/value heads, the vocabulary projection for the last position only, the whole
 loop under `torch.inference_mode`, no mask rebuilt for unpadded batches, and no CPU sync besides
 reading the chosen token ids. A model too large for the CPU's caches (≥ 64 MiB of weights, the 124M
-rows) decodes batch-1 steps with a streaming matrix-vector product (`genloom/nn/linear.py`): an
-inductor-generated row-dot reduction that reads each weight row once at memory speed, where the BLAS
-call behind `F.linear` reached about 18 GB/s against ~29 GB/s for plainly reading the bytes; it is
-compiled once (a few seconds, kept in inductor's on-disk cache) and needs no (C, V) copy of the
-vocabulary projection. Batches of several rows use BLAS, with the vocabulary projection from a
-contiguous (C, V) copy of the tied weight (the skinny matmul is faster in that layout here). With
+rows) decodes steps of up to 32 rows (float32; one row in bf16) with a streaming product
+(`genloom/nn/linear.py`): an inductor-generated row-dot reduction that reads each weight row once and
+dots it with every input row, where the BLAS call behind `F.linear` reached about 18 GB/s for one row
+and 11 GB/s for eight (plainly reading the bytes: ~29 GB/s at 1 thread); it is compiled once (a few
+seconds, kept in inductor's on-disk cache) and needs no (C, V) copy of the vocabulary projection.
+Larger batches use BLAS, with the vocabulary projection from a contiguous (C, V) copy of the tied
+weight (the skinny matmul is faster in that layout here). With
 `compile=True` the one-token step is the model's fixed-shape `step_function` (the new slot as a
 tensor, attention over the whole buffer under a mask) compiled by inductor with frozen weights and a
 C++ wrapper: a small model's step is bound by per-op dispatch, which compilation removes."""
