@@ -191,7 +191,7 @@ def main() -> None:
     budget_text = (
         f"**quick check, {QUICK_SECONDS} s of training per family: not the bars**"
         if args.quick
-        else f"{args.budget_scale:g} x (15 min; diffusion 30 min)"
+        else "15 min (diffusion 30 min) unless a row's `train s` is shorter (`--budget-scale`)"
     )
     if args.only != "speed":
         cached = out / "baseline.json"  # the baseline is the same for every family: fit it once per --out
@@ -260,8 +260,8 @@ def main() -> None:
         ]
     lines += [
         "",
-        f"Command: `python bench/images.py {'--quick' if args.quick else f'--budget-scale {args.budget_scale:g}'} "
-        f"--threads N --families F` (once per family)",
+        f"Command: `python bench/images.py {'--quick ' if args.quick else ''}[--budget-scale S] --threads N "
+        "--families F [--skip-train]` (once per family, the row's threads and train s)",
     ]
     print("\n".join(lines))
     key, title = (
