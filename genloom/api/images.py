@@ -63,7 +63,7 @@ def prepare_images(rc: RunConfig) -> ImagePipeline:
     for split in ("train", "val", "test"):
         h.update(images.images[split].numpy().tobytes())
         h.update(images.labels[split].numpy().tobytes())
-    data = ImageData(images, rc.data.source)
+    data = ImageData(images, rc.data.source, rc.data.level_jitter)
     if data.height != data.width:
         raise UserError(f"{rc.data.source}: images are {data.width}x{data.height}; set data.image_size to crop squares")
     stats = {**images.stats, "class_names": ", ".join(images.class_names) or "(unlabelled)"}

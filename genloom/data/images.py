@@ -40,8 +40,15 @@ class ImageDataConfig:
     val_fraction: float = 0.1  # share held out for validation (and for test when the source has none)
     split_seed: int = 0  # seed of the permutation that makes the splits
     limit: int | None = None  # keep only the first `limit` training images (quick runs and tests)
+    # training batches only: move each grey level strictly between 0 and 255 by a uniform integer in
+    # [-level_jitter, level_jitter]. For data known only to a grey level or so, such as the bundled MNIST
+    # train images (reconstructed to within 1 level; 29 of the test set's 256 levels never occur in
+    # them), so that a discrete-likelihood model does not learn the reconstruction's gaps
+    level_jitter: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.level_jitter <= 8:
+            raise ValueError(f"level_jitter must be between 0 and 8 grey levels, got {self.level_jitter}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be between 0 and 0.5 (exclusive), got {self.val_fraction}")
         if self.image_size is not None and not 4 <= self.image_size <= 512:
@@ -236,16 +243,23 @@ def to_levels(x: torch.Tensor) -> torch.Tensor:
 class ImageData:
     """Batches of (images in [-1, 1] (B, C, H, W), labels (B,)) drawn with the trainer's generator."""
 
-    def __init__(self, data: ImageSet, source: str = "images") -> None:
+    def __init__(self, data: ImageSet, source: str = "images", level_jitter: int = 0) -> None:
         self.data = data
         self.source = source
+        self.level_jitter = level_jitter
         _, self.channels, self.height, self.width = data.images["train"].shape
         self.num_classes = len(data.class_names)
 
     def get_batch(self, split: str, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.data.images[split]
         idx = torch.randint(len(images), (batch_size,), generator=generator)
-        return to_unit(images[idx]), self.data.labels[split][idx]
+        batch = images[idx]
+        if split == "train" and self.level_jitter > 0:
+            j = self.level_jitter
+            shift = torch.randint(-j, j + 1, batch.shape, generator=generator)
+            inner = (batch > 0) & (batch < 255)  # black background and saturated strokes stay exact
+            batch = torch.where(inner, (batch.long() + shift).clamp(1, 254), batch.long()).to(torch.uint8)
+        return to_unit(batch), self.data.labels[split][idx]
 
     def batches(self, split: str, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The whole split in order, for exact evaluation."""

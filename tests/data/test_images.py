@@ -108,3 +108,21 @@ def test_only_corrupt_files_is_an_error(tmp_path):
 def test_unknown_source():
     with pytest.raises(UserError, match="bundled image datasets"):
         load_images(ImageDataConfig(source="no-such-dataset"))
+
+
+def test_level_jitter_moves_inner_levels_of_training_batches_only():
+    data = ImageData(load_images(ImageDataConfig(source="digits")), level_jitter=1)
+    images = data.data.images["train"]
+    x, _ = data.get_batch("train", 256, torch.Generator().manual_seed(0))
+    idx = torch.randint(len(images), (256,), generator=torch.Generator().manual_seed(0))  # the same draw
+    original, got = images[idx].long(), to_levels(x)
+    inner = (original > 0) & (original < 255)
+    assert torch.equal(got[~inner], original[~inner])  # background and saturated pixels stay exact
+    moved = (got - original)[inner]
+    assert moved.abs().max() == 1 and (moved != 0).any() and (moved == 0).any()
+    assert set(got[inner].unique().tolist()) <= set(range(1, 255))
+    val, _ = data.get_batch("val", 64, torch.Generator().manual_seed(0))  # evaluation data is untouched
+    vidx = torch.randint(len(data.data.images["val"]), (64,), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(to_levels(val), data.data.images["val"][vidx].long())
+    with pytest.raises(ValueError, match="level_jitter"):
+        ImageDataConfig(level_jitter=-1)
