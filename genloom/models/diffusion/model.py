@@ -149,7 +149,7 @@ class Diffusion(nn.Module):
         cond, uncond = both.chunk(2)
         return uncond + guidance_scale * (cond - uncond)  # eq. (6), Ho & Salimans 2022
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all (no_grad still bumps version counters)
     def sample(
         self,
         n: int,
