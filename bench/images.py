@@ -186,62 +186,62 @@ def main() -> None:
     import genloom as gl
 
     out = Path(args.out)
-    families = [f for f in args.families.split(",") if f]
+    families = [] if args.only == "speed" else [f for f in args.families.split(",") if f]
     lines = []
     budget_text = (
         f"**quick check, {QUICK_SECONDS} s of training per family: not the bars**"
         if args.quick
         else "15 min (diffusion 30 min) unless a row's `train s` is shorter (`--budget-scale`)"
     )
-    if args.only != "speed":
-        cached = out / "baseline.json"  # the baseline is the same for every family: fit it once per --out
-        if cached.exists():
-            base = json.loads(cached.read_text())
-        else:
-            base = baseline_fid(1000)
-            out.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(base))
-        lines += [
-            f"Training budget per family: {budget_text} on this machine "
-            f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
-            "features (not Inception), n samples vs n test images. "
-            "FID grows as n shrinks: compare a row with its own floor; the baseline is at n = 1000. The floor "
-            "compares two disjoint sets of n test images (the classifier trained on the train split).",
-            "",
-            f"Baseline (PCA-50 + 10-component GMM in pixel space): FID {base['fid']:.2f}, KID {base['kid']:.4f}; "
-            f"real-vs-real floor FID {base['fid_floor']:.2f} (1000 vs 1000).",
-            "",
-            "Each family is trained and scored by its own invocation (`--families`); its row keeps the thread "
-            "count and the time it finished, and rows of earlier invocations into the same `--out` stay in "
-            "the table (its `<family>/bench.json`).",
-            "",
-            "| family | threads | train s | steps | n | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | test images | bar | pass | finished (UTC) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for family in families:
-            run = out / family
-            budget = QUICK_SECONDS if args.quick else BUDGET_S[family] * args.budget_scale
-            seconds = train_family(family, run, budget, args.threads) if not args.skip_train else None
-            n_test = 500 if args.quick and family == "pixelcnn" else None  # PixelCNN: 4 GFLOP per test image
-            m = gl.evaluate_images(
-                run, n_samples=(QUICK_SAMPLES if args.quick else EVAL_SAMPLES)[family], test_images=n_test
-            )
-            if "fid" in m:
-                GRIDS.mkdir(parents=True, exist_ok=True)
-                (GRIDS / f"{family}.png").write_bytes((run / "samples" / "eval_grid.png").read_bytes())
-            training = json.loads((run / "summary.json").read_text())["training"]
-            record = {
-                "threads": training.get("threads", args.threads) if args.skip_train else args.threads,
-                "seconds": seconds if seconds is not None else training.get("train_seconds_total", float("nan")),
-                "steps": training["steps"],
-                "metrics": m,
-                "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            }
-            (run / "bench.json").write_text(json.dumps(record, indent=2))
-            print(table_row(family, record, base["fid"]), flush=True)
-        for family in FAMILIES:  # every family scored into this --out, by this invocation or an earlier one
-            if (out / family / "bench.json").exists():
-                lines.append(table_row(family, json.loads((out / family / "bench.json").read_text()), base["fid"]))
+    # the table: rows of this invocation's families (none with --only speed) and of earlier ones
+    cached = out / "baseline.json"  # the baseline is the same for every family: fit it once per --out
+    if cached.exists():
+        base = json.loads(cached.read_text())
+    else:
+        base = baseline_fid(1000)
+        out.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(base))
+    lines += [
+        f"Training budget per family: {budget_text} on this machine "
+        f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
+        "features (not Inception), n samples vs n test images. "
+        "FID grows as n shrinks: compare a row with its own floor; the baseline is at n = 1000. The floor "
+        "compares two disjoint sets of n test images (the classifier trained on the train split).",
+        "",
+        f"Baseline (PCA-50 + 10-component GMM in pixel space): FID {base['fid']:.2f}, KID {base['kid']:.4f}; "
+        f"real-vs-real floor FID {base['fid_floor']:.2f} (1000 vs 1000).",
+        "",
+        "Each family is trained and scored by its own invocation (`--families`); its row keeps the thread "
+        "count and the time it finished, and rows of earlier invocations into the same `--out` stay in "
+        "the table (its `<family>/bench.json`).",
+        "",
+        "| family | threads | train s | steps | n | FID | floor | KID | cond. acc. | bits/dim | ELBO (nats) | test images | bar | pass | finished (UTC) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for family in families:
+        run = out / family
+        budget = QUICK_SECONDS if args.quick else BUDGET_S[family] * args.budget_scale
+        seconds = train_family(family, run, budget, args.threads) if not args.skip_train else None
+        n_test = 500 if args.quick and family == "pixelcnn" else None  # PixelCNN: 4 GFLOP per test image
+        m = gl.evaluate_images(
+            run, n_samples=(QUICK_SAMPLES if args.quick else EVAL_SAMPLES)[family], test_images=n_test
+        )
+        if "fid" in m:
+            GRIDS.mkdir(parents=True, exist_ok=True)
+            (GRIDS / f"{family}.png").write_bytes((run / "samples" / "eval_grid.png").read_bytes())
+        training = json.loads((run / "summary.json").read_text())["training"]
+        record = {
+            "threads": training.get("threads", args.threads) if args.skip_train else args.threads,
+            "seconds": seconds if seconds is not None else training.get("train_seconds_total", float("nan")),
+            "steps": training["steps"],
+            "metrics": m,
+            "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        }
+        (run / "bench.json").write_text(json.dumps(record, indent=2))
+        print(table_row(family, record, base["fid"]), flush=True)
+    for family in FAMILIES:  # every family scored into this --out, by this invocation or an earlier one
+        if (out / family / "bench.json").exists():
+            lines.append(table_row(family, json.loads((out / family / "bench.json").read_text()), base["fid"]))
     speed_file = out / "sampler_speed.json"  # measured with the diffusion family (or --only speed)
     if args.only == "speed" or "diffusion" in families:
         n_speed = 4 if args.quick else 16
