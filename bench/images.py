@@ -155,18 +155,23 @@ def sampler_speed(run: Path | None, rounds: int, n: int = 16, steps: int = 50) -
         return x.clamp(-1, 1)
 
     times: dict[str, list[float]] = {"genloom": [], "diffusers": []}
-    outputs = {}
-    for _ in range(rounds):
-        for name, fn in (("genloom", ours), ("diffusers", theirs)):
+    outputs = {"genloom": ours(), "diffusers": theirs()}  # a warm-up round, not timed
+    for r in range(rounds):
+        # ABBA order: whichever loop runs second in a round (warm allocator, caches) alternates
+        order = [("genloom", ours), ("diffusers", theirs)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             outputs[name] = fn()
             times[name].append(time.perf_counter() - t0)
     ours_ips = n / statistics.median(times["genloom"])
     theirs_ips = n / statistics.median(times["diffusers"])
+    paired = [b / a for a, b in zip(times["genloom"], times["diffusers"], strict=True)]  # per-round ratios
     return {
         "genloom_images_per_s": ours_ips,
         "diffusers_images_per_s": theirs_ips,
         "ratio": ours_ips / theirs_ips,
+        "round_ratio_min": min(paired),
+        "round_ratio_max": max(paired),
         "identical": float(torch.equal(outputs["genloom"], outputs["diffusers"])),
     }
 
@@ -176,7 +181,7 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every training budget")
     parser.add_argument("--out", default=str(REPO / "runs" / "bench-images"))
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the speed comparison")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating (ABBA) rounds of the speed comparison")
     parser.add_argument("--only", choices=["speed"], default=None)
     parser.add_argument("--skip-train", action="store_true", help="evaluate runs already in --out")
     parser.add_argument("--quick", action="store_true", help=f"train each family {QUICK_SECONDS} s only (not the bars)")
@@ -252,9 +257,10 @@ def main() -> None:
         speed = json.loads(speed_file.read_text())
         lines += [
             "",
-            f"DDIM sampling, {speed['n']} images x 50 steps, guided, same U-Net weights, {speed['rounds']} alternating "
+            f"DDIM sampling, {speed['n']} images x 50 steps, guided, same U-Net weights, {speed['rounds']} ABBA "
             f"rounds: genloom {speed['genloom_images_per_s']:.1f} images/s, diffusers DDIMScheduler "
-            f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f}; identical outputs: "
+            f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f} (per round "
+            f"{speed.get('round_ratio_min', float('nan')):.3f}-{speed.get('round_ratio_max', float('nan')):.3f}); identical outputs: "
             f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
             "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
         ]

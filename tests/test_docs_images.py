@@ -1,4 +1,4 @@
-"""Runs every `bash` command and the Python block of docs/images.md in a scratch directory."""
+"""Runs every `bash` command and the Python blocks of docs/images.md in a scratch directory."""
 
 import os
 import re
@@ -29,8 +29,12 @@ def test_images_how_to_runs(tmp_path, tmp_path_factory):
         assert proc.returncode == 0, f"{command}\n{proc.stderr}"
     for png in ("vae-threes.png", "diffusion.png", "flow.png"):
         assert (tmp_path / png).stat().st_size > 100
-    (python,) = blocks("python")
-    proc = subprocess.run([sys.executable, "-c", python], cwd=tmp_path, capture_output=True, text=True, env=env)
+    api, flow = blocks("python")
+    proc = subprocess.run([sys.executable, "-c", api], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "torch.Size([8, 1, 8, 8])" in proc.stdout and "fid_floor" in proc.stdout
     assert (tmp_path / "gan-fives.png").exists()
+    proc = subprocess.run([sys.executable, "-c", flow], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    bits, shape = proc.stdout.strip().splitlines()
+    assert len(bits.split()) == 4 and shape == "torch.Size([4, 1, 8, 8])"
