@@ -60,7 +60,7 @@ def test_train_sample_eval(capsys, tmp_path, name, monkeypatch):
     code, stdout, _ = run_cli(capsys, "eval", str(out), "--n-samples", "150")
     assert code == 0 and "fid " in stdout and "fid_floor" in stdout
     evaluation = json.loads((out / "summary.json").read_text())["evaluation"]
-    assert evaluation["fid"] >= 0 and evaluation["fid_floor"] >= 0
+    assert evaluation["fid"] >= 0 and evaluation["fid_floor"] >= 0 and evaluation["fid_floor_train"] >= 0
     assert evaluation["classifier_test_accuracy"] > 0.8  # the feature classifier really learned digits
     assert ("conditional_accuracy" in evaluation) == conditional
     assert ("test_bits_per_dim" in evaluation) == (name in ("flow", "pixelcnn"))

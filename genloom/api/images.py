@@ -152,7 +152,9 @@ def _write_image_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> 
             "Features come from a small classifier genloom trains once per dataset (Inception-v3 weights cannot "
             "be downloaded here), so the scores compare models on this data only; `fid_floor`/`kid_floor` are "
             "the real-vs-real scores (two disjoint sets of test images, same count; train images when the test "
-            "split is too small): what a perfect model would get."
+            "split is too small): what a perfect model would get. `fid_floor_train`/`kid_floor_train` compare "
+            "train with test images instead; the classifier trained on those, so it reads them as more alike "
+            "than any new images and that floor is higher."
         )
     for title, rel in (
         ("Samples (training)", IMAGE_GRID),
@@ -298,6 +300,10 @@ def evaluate_images(
             metrics["fid_floor"] = frechet_distance(f_train, f_test)
             metrics["kid"] = kernel_inception_distance(f_samples, f_test)
             metrics["kid_floor"] = kernel_inception_distance(f_train, f_test)
+            if len(images["train"]) >= m:  # the floor as train-vs-test, the classifier's own train images
+                f_seen = image_features(classifier, to_unit(images["train"][:m]))
+                metrics["fid_floor_train"] = frechet_distance(f_seen, f_test)
+                metrics["kid_floor_train"] = kernel_inception_distance(f_seen, f_test)
             if labels is not None:
                 metrics["conditional_accuracy"] = conditional_accuracy(classifier, samples, labels)
         with torch.no_grad():
