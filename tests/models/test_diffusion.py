@@ -57,6 +57,23 @@ def test_ddim_identical_to_diffusers(schedule, prediction):
     assert torch.equal(ours, x.clamp(-1, 1))
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_ddim_precomputed_step_equals_the_general_one(prediction):
+    """The eta = 0 shortcut (coefficients from set_timesteps) gives the same bits as the step computed
+    from the schedule, at every timestep; eta > 0 still adds noise."""
+    fast = DDIMSampler(1000, "cosine", prediction)
+    fast.set_timesteps(25)
+    slow = DDIMSampler(1000, "cosine", prediction)
+    slow.set_timesteps(25)
+    slow._coefficients = {}
+    x, out = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    for t in fast.timesteps:
+        a, b = fast.step(out, t, x), slow.step(out, t, x)
+        assert torch.equal(a.prev_sample, b.prev_sample) and torch.equal(a.pred_original_sample, b.pred_original_sample)
+    noisy = fast.step(out, fast.timesteps[3], x, eta=1.0, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(noisy.prev_sample, fast.step(out, fast.timesteps[3], x).prev_sample)
+
+
 def test_ddpm_identical_to_diffusers():
     model = random_model("linear", "epsilon")
     model.config = dataclasses.replace(model.config, conditional=True)
