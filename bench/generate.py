@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.results import update_results  # noqa: E402
+from genloom.api.runs import machine_info  # noqa: E402
 
 NEW_TOKENS = 256
 PROMPT_TOKENS = 16
@@ -149,11 +149,7 @@ def main() -> None:
                 row["ratio"] = row["gl_tok_s"] / row["hf_tok_s"]
                 rows.append(row)
                 print(row, flush=True)
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = machine_info()["cpu"]
     table = [
         "| model | batch | genloom | transformers tok/s | genloom tok/s | ratio | ms/step (tf → gl) | ms/token (tf → gl) | KV cache (genloom) | same tokens as tf |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.results import update_results  # noqa: E402
+from genloom.api.runs import machine_info  # noqa: E402
 
 FAMILIES = ["vae", "gan", "diffusion", "flow", "pixelcnn"]
 BUDGET_S = {"vae": 900, "gan": 900, "diffusion": 1800, "flow": 900, "pixelcnn": 900}
@@ -55,17 +55,6 @@ BARS = {
     "flow": "beats baseline FID; test NLL <= 1.6 bits/dim",
     "pixelcnn": "beats baseline FID; test NLL <= 1.2 bits/dim",
 }
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def passes(family: str, m: dict[str, float], baseline_fid: float) -> bool:
@@ -234,9 +223,10 @@ def main() -> None:
         base = baseline_fid(1000)
         out.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(base))
+    machine = machine_info()
     lines += [
-        f"Training budget per family: {budget_text} on this machine ({_cpu_name()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, Python {platform.python_version()}; times are noisy). FID/KID use "
+        f"Training budget per family: {budget_text} on this machine ({machine['cpu']}, {os.cpu_count()} cores, "
+        f"torch {machine['torch']}, Python {machine['python']}; times are noisy). FID/KID use "
         "genloom's MNIST classifier "
         "features (not Inception), n samples vs n test images. "
         "FID grows as n shrinks: compare a row with its own floor; the baseline is at n = 1000. The floor "

@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.results import update_results  # noqa: E402
-from genloom.serve.app import V1  # noqa: E402
+from genloom.serve.app import COMPLETIONS  # noqa: E402
 
 PROMPTS = [
     "ROMEO:\n",
@@ -121,13 +121,13 @@ async def one_request(client: Any, server: Server, i: int, stream: bool) -> dict
     first = None
     try:
         if not stream:
-            r = await client.post(server.url + V1 + "/completions", json=body)
+            r = await client.post(server.url + COMPLETIONS, json=body)
             if r.status_code != 200:
                 return {"error": f"{r.status_code} {r.text[:200]}"}
             tokens = r.json()["usage"]["completion_tokens"]
         else:
             tokens, done = 0, False
-            async with client.stream("POST", server.url + V1 + "/completions", json=body) as r:
+            async with client.stream("POST", server.url + COMPLETIONS, json=body) as r:
                 if r.status_code != 200:
                     return {"error": f"{r.status_code} {(await r.aread())[:200]!r}"}
                 async for line in r.aiter_lines():

@@ -169,15 +169,11 @@ def main() -> None:
             f"| {name} | {m['ms_per_iter']:.2f} | {m['tokens_per_s']:,.0f} | {base / m['ms_per_iter']:.2f}× | "
             f"{m['wall_s']:.0f} | {m['val_estimate']:.4f} | {exact} | {m['peak_rss_mb']:.0f} |"
         )
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.machine(),
-    )
     import torch
+
+    from genloom.api.runs import machine_info
+
+    cpu = machine_info()["cpu"]
 
     body = "\n".join(
         [

@@ -31,6 +31,11 @@ from genloom.serve.scheduler import Event, Job, QueueFull, Scheduler
 
 STATIC = Path(__file__).parent / "static"
 V1 = "/v1"  # the OpenAI API's route prefix; clients set base_url to http://HOST:PORT/v1
+# the routes, named once for the app, its tests and bench/serve.py
+MODELS = f"{V1}/models"
+COMPLETIONS = f"{V1}/completions"
+CHAT_COMPLETIONS = f"{V1}/chat/completions"
+IMAGES = f"{V1}/images/generations"
 MAX_BODY_BYTES = 1_000_000  # larger request bodies get 413 before they are parsed
 
 
@@ -470,18 +475,18 @@ def create_app(
         running, waiting = scheduler.counts()
         return s.Health(models=len(served.families), running=running, waiting=waiting)
 
-    @app.get(f"{V1}/models", response_model=s.ModelList, dependencies=auth, responses=ERROR_RESPONSES)
+    @app.get(MODELS, response_model=s.ModelList, dependencies=auth, responses=ERROR_RESPONSES)
     async def list_models() -> s.ModelList:
         return s.ModelList(data=served.cards())
 
-    @app.get(f"{V1}/models/{{model}}", response_model=s.ModelCard, dependencies=auth, responses=ERROR_RESPONSES)
+    @app.get(MODELS + "/{model}", response_model=s.ModelCard, dependencies=auth, responses=ERROR_RESPONSES)
     async def get_model(model: str) -> s.ModelCard:
         for card in served.cards():
             if card.id == model:
                 return card
         raise APIError(404, f"model {model!r} does not exist", "model", "model_not_found")
 
-    @app.post(f"{V1}/completions", response_model=s.CompletionResponse, **text_route)
+    @app.post(COMPLETIONS, response_model=s.CompletionResponse, **text_route)
     async def completions(req: s.CompletionRequest) -> Any:
         lm = served.language_model(req.model)
         if req.echo:
@@ -522,7 +527,7 @@ def create_app(
             usage=usage(prompts, sum(r[3] for r in results)),
         )
 
-    @app.post(f"{V1}/chat/completions", response_model=s.ChatCompletionResponse, **text_route)
+    @app.post(CHAT_COMPLETIONS, response_model=s.ChatCompletionResponse, **text_route)
     async def chat_completions(req: s.ChatCompletionRequest) -> Any:
         lm = served.language_model(req.model)
         messages = []
@@ -597,7 +602,7 @@ def create_app(
         head = {"id": f"{prefix}-{uuid.uuid4().hex[:24]}", "object": kind, "created": int(time.time()), "model": model}
         return jobs, events, head
 
-    @app.post(f"{V1}/images/generations", response_model=s.ImagesResponse, dependencies=auth, responses=ERROR_RESPONSES)
+    @app.post(IMAGES, response_model=s.ImagesResponse, dependencies=auth, responses=ERROR_RESPONSES)
     async def images(req: s.ImageRequest) -> s.ImagesResponse:
         handle = served.image_model(req.model)
         side = int(handle.config.model.image_size)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import genloom as gl
-from genloom.serve.app import V1
+from genloom.serve.app import COMPLETIONS
 
 from .conftest import API_KEY
 
@@ -135,7 +135,7 @@ def test_a_client_that_disconnects_stops_its_generation(live):
     live.delay[0] = 0.05  # 30 tokens would take ≥ 1.5 s
     try:
         body = {"model": "debug", "prompt": "A", "max_tokens": 30, "stream": True, "seed": 0}
-        with httpx.stream("POST", live.url + V1 + "/completions", json=body, headers=HEADERS, timeout=30) as r:
+        with httpx.stream("POST", live.url + COMPLETIONS, json=body, headers=HEADERS, timeout=30) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
                 if line.startswith("data: "):

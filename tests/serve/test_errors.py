@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from genloom.serve.app import V1
+from genloom.serve.app import CHAT_COMPLETIONS, COMPLETIONS, IMAGES, MODELS, V1
 
 from .conftest import API_KEY
 
@@ -12,151 +12,151 @@ OK = '{"model": "debug", "prompt": "A", "max_tokens": 3, "seed": 0}'
 
 # (path, raw body, status, param the error names (None: none), words the message contains)
 CASES = [
-    (V1 + "/completions", '{"model": "debug", "prompt": "A"', 400, None, "not valid JSON"),
-    (V1 + "/completions", "[1, 2]", 422, None, "valid dictionary"),
-    (V1 + "/completions", '{"prompt": "A"}', 422, "model", "required"),
-    (V1 + "/completions", '{"model": "debug"}', 422, "prompt", "required"),
-    (V1 + "/completions", '{"model": "debug", "prompt": 5}', 422, "prompt", "string"),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "temperature": "hot"}', 422, "temperature", "number"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A"', 400, None, "not valid JSON"),
+    (COMPLETIONS, "[1, 2]", 422, None, "valid dictionary"),
+    (COMPLETIONS, '{"prompt": "A"}', 422, "model", "required"),
+    (COMPLETIONS, '{"model": "debug"}', 422, "prompt", "required"),
+    (COMPLETIONS, '{"model": "debug", "prompt": 5}', 422, "prompt", "string"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "temperature": "hot"}', 422, "temperature", "number"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "temperature": 3}',
         422,
         "temperature",
         "less than or equal to 2",
     ),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "top_p": 0}', 422, "top_p", "greater than 0"),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "n": 0}', 422, "n", "greater than or equal to 1"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "top_p": 0}', 422, "top_p", "greater than 0"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "n": 0}', 422, "n", "greater than or equal to 1"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "max_tokens": -1}',
         422,
         "max_tokens",
         "greater than or equal",
     ),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "top_k": 0}', 422, "top_k", "greater than or equal to 1"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "top_k": 0}', 422, "top_k", "greater than or equal to 1"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "logprobs": 9}',
         422,
         "logprobs",
         "less than or equal to 5",
     ),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "stop": ["a", "b", "c", "d", "e"]}',
         422,
         "stop",
         "at most 4",
     ),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "stop": ""}', 400, "stop", "empty stop string"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "stop": ""}', 400, "stop", "empty stop string"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "presence_penalty": 2.5}',
         422,
         "presence_penalty",
         "less than",
     ),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "logit_bias": {"x": 1}}', 400, "logit_bias", "token ids"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "logit_bias": {"x": 1}}', 400, "logit_bias", "token ids"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "logit_bias": {"99999": 1}}',
         400,
         "logit_bias",
         "not in the vocabulary",
     ),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "A", "logit_bias": {"3": 500}}',
         400,
         "logit_bias",
         "[-100, 100]",
     ),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "best_of": 2}', 422, "best_of", "Extra inputs"),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "echo": true}', 400, "echo", "not supported"),
-    (V1 + "/completions", '{"model": "debug", "prompt": []}', 400, "prompt", "non-empty"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "best_of": 2}', 422, "best_of", "Extra inputs"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "echo": true}', 400, "echo", "not supported"),
+    (COMPLETIONS, '{"model": "debug", "prompt": []}', 400, "prompt", "non-empty"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": ["A", "B"], "n": 4, "max_tokens": 2}',
         400,
         "n",
         "more than this server queues",
     ),
-    (V1 + "/completions", '{"model": "gpt-4", "prompt": "A"}', 404, "model", "does not exist"),
+    (COMPLETIONS, '{"model": "gpt-4", "prompt": "A"}', 404, "model", "does not exist"),
     (
-        V1 + "/completions",
+        COMPLETIONS,
         '{"model": "debug", "prompt": "' + "a" * 40 + '"}',
         400,
         "prompt",
         "more than the model's context",
     ),
-    (V1 + "/completions", '{"model": "debug", "prompt": "A", "max_tokens": 40}', 400, "max_tokens", "at most 31"),
-    (V1 + "/completions", '{"model": "debug", "prompt": "\\u2603"}', 400, "prompt", "not in the tokenizer"),
-    (V1 + "/completions", '{"model": "digits-gan", "prompt": "A"}', 400, "model", "image model"),
-    (V1 + "/chat/completions", '{"model": "debug", "messages": []}', 422, "messages", "at least 1"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "A", "max_tokens": 40}', 400, "max_tokens", "at most 31"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "\\u2603"}', 400, "prompt", "not in the tokenizer"),
+    (COMPLETIONS, '{"model": "digits-gan", "prompt": "A"}', 400, "model", "image model"),
+    (CHAT_COMPLETIONS, '{"model": "debug", "messages": []}', 422, "messages", "at least 1"),
     (
-        V1 + "/chat/completions",
+        CHAT_COMPLETIONS,
         '{"model": "debug", "messages": [{"role": "robot", "content": "hi"}]}',
         422,
         "messages.0.role",
         "Input should be",
     ),
     (
-        V1 + "/chat/completions",
+        CHAT_COMPLETIONS,
         '{"model": "debug", "messages": [{"role": "user"}]}',
         422,
         "messages.0.content",
         "required",
     ),
     (
-        V1 + "/chat/completions",
+        CHAT_COMPLETIONS,
         '{"model": "debug", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
         400,
         "messages.0.content",
         "type 'text'",
     ),
     (
-        V1 + "/chat/completions",
+        CHAT_COMPLETIONS,
         '{"model": "debug", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}',
         422,
         "max_tokens",
         "greater than or equal to 1",
     ),
     (
-        V1 + "/chat/completions",
+        CHAT_COMPLETIONS,
         '{"model": "debug", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}',
         400,
         "top_logprobs",
         "logprobs",
     ),
     (
-        V1 + "/chat/completions",
+        CHAT_COMPLETIONS,
         '{"model": "debug", "messages": [{"role": "user", "content": "hello there, my friend"}]}',
         400,
         "messages",
         "context",
     ),
     (
-        V1 + "/images/generations",
+        IMAGES,
         '{"model": "digits-gan", "prompt": "7", "n": 17}',
         422,
         "n",
         "less than or equal to 16",
     ),
-    (V1 + "/images/generations", '{"model": "digits-gan", "prompt": "7", "size": "1024x1024"}', 400, "size", "8x8"),
+    (IMAGES, '{"model": "digits-gan", "prompt": "7", "size": "1024x1024"}', 400, "size", "8x8"),
     (
-        V1 + "/images/generations",
+        IMAGES,
         '{"model": "digits-gan", "prompt": "7", "response_format": "url"}',
         422,
         "response_format",
         "b64_json",
     ),
-    (V1 + "/images/generations", '{"model": "digits-gan", "prompt": "dog"}', 400, "prompt", "not a class"),
-    (V1 + "/images/generations", '{"model": "debug", "prompt": "7"}', 400, "model", "text model"),
-    (V1 + "/images/generations", '{"model": "nope", "prompt": "7"}', 404, "model", "does not exist"),
-    (V1 + "/images/generations", '{"model": "digits-gan", "steps": 10}', 400, "steps", "diffusion runs"),
+    (IMAGES, '{"model": "digits-gan", "prompt": "dog"}', 400, "prompt", "not a class"),
+    (IMAGES, '{"model": "debug", "prompt": "7"}', 400, "model", "text model"),
+    (IMAGES, '{"model": "nope", "prompt": "7"}', 404, "model", "does not exist"),
+    (IMAGES, '{"model": "digits-gan", "steps": 10}', 400, "steps", "diffusion runs"),
     (
-        V1 + "/images/generations",
+        IMAGES,
         '{"model": "digits-gan", "temperature": 0.5}',
         400,
         "temperature",
@@ -166,7 +166,7 @@ CASES = [
 
 
 def check_still_serving(url):
-    r = httpx.post(url + V1 + "/completions", content=OK, headers=HEADERS, timeout=30)
+    r = httpx.post(url + COMPLETIONS, content=OK, headers=HEADERS, timeout=30)
     assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length"
 
 
@@ -184,14 +184,14 @@ def test_bad_requests_get_openai_error_bodies(live, path, body, status, param, w
 
 def test_streaming_requests_fail_before_the_stream_starts(live):
     body = '{"model": "debug", "prompt": "A", "max_tokens": 99, "stream": true}'
-    r = httpx.post(live.url + V1 + "/completions", content=body, headers=HEADERS, timeout=30)
+    r = httpx.post(live.url + COMPLETIONS, content=body, headers=HEADERS, timeout=30)
     assert r.status_code == 400 and r.headers["content-type"].startswith("application/json")
     assert r.json()["error"]["param"] == "max_tokens"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])
 def test_a_missing_or_wrong_api_key_is_401(live, headers):
-    for method, path in (("GET", V1 + "/models"), ("POST", V1 + "/completions"), ("POST", V1 + "/chat/completions")):
+    for method, path in (("GET", MODELS), ("POST", COMPLETIONS), ("POST", CHAT_COMPLETIONS)):
         r = httpx.request(method, live.url + path, content=OK, headers={"Content-Type": "application/json", **headers})
         assert r.status_code == 401
         assert r.json()["error"]["type"] == "authentication_error" and r.json()["error"]["code"] == "invalid_api_key"
@@ -201,10 +201,10 @@ def test_a_missing_or_wrong_api_key_is_401(live, headers):
 def test_unknown_paths_methods_and_oversized_bodies(live):
     r = httpx.get(live.url + V1 + "/nothing", headers=HEADERS)
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
-    r = httpx.get(live.url + V1 + "/completions", headers=HEADERS)
+    r = httpx.get(live.url + COMPLETIONS, headers=HEADERS)
     assert r.status_code == 405 and "error" in r.json()
     big = '{"model": "debug", "prompt": "' + "a" * 1_100_000 + '"}'
-    r = httpx.post(live.url + V1 + "/completions", content=big, headers=HEADERS, timeout=30)
+    r = httpx.post(live.url + COMPLETIONS, content=big, headers=HEADERS, timeout=30)
     assert r.status_code == 413 and "larger than" in r.json()["error"]["message"]
     check_still_serving(live.url)
 
