@@ -7,10 +7,16 @@ print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40))
 """
 
 from genloom.api import (
+    MODALITIES,
+    Budget,
     ImageModel,
     LanguageModel,
+    Metrics,
+    Modality,
     RunConfig,
+    Sampled,
     Translator,
+    compare,
     demo,
     evaluate,
     evaluate_images,
@@ -18,8 +24,11 @@ from genloom.api import (
     export_hf,
     families,
     load,
+    load_for,
     load_hf_bert,
+    open_run,
     resolve_config,
+    sample,
     train,
     tune,
 )
@@ -30,15 +39,21 @@ from genloom.masked_lm import MaskedLanguageModel
 __version__ = "0.1.0"
 
 __all__ = [
+    "MODALITIES",
+    "Budget",
     "Completion",
     "GenerationConfig",
     "ImageModel",
     "LanguageModel",
     "MaskedLanguageModel",
+    "Metrics",
+    "Modality",
     "RunConfig",
+    "Sampled",
     "Translator",
     "UserError",
     "__version__",
+    "compare",
     "demo",
     "evaluate",
     "evaluate_images",
@@ -46,8 +61,11 @@ __all__ = [
     "export_hf",
     "families",
     "load",
+    "load_for",
     "load_hf_bert",
+    "open_run",
     "resolve_config",
+    "sample",
     "train",
     "tune",
 ]

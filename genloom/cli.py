@@ -104,57 +104,51 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
-    import json
+def _read_prompts(path: str) -> list[str]:
+    """One prompt per non-blank line of a UTF-8 file (`\\n` in a line means a newline)."""
     from pathlib import Path
 
-    import genloom as gl
     from genloom.errors import UserError
 
-    lm = gl.load(args.run, checkpoint=args.checkpoint)
-    if isinstance(lm, gl.ImageModel):
-        return _sample_images(lm, args)
-    if isinstance(lm, gl.Translator):
-        raise UserError(f"{args.run}: a seq2seq run translates rather than continues text; use `genloom translate`")
-    if not isinstance(lm, gl.LanguageModel):  # a masked LM fills in, it does not continue text
-        raise UserError(f"{args.run}: a masked LM (bert) does not generate text; use `genloom fill-mask`")
-    options = _generation_options(args)
-    prompt = _unescape(args.prompt)
-    if args.prompts_file is not None:  # a batch: one prompt per line in, one JSON object per line out
-        try:
-            lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise UserError(f"--prompts-file {args.prompts_file}: cannot read it ({e.strerror})") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"--prompts-file {args.prompts_file}: not UTF-8 text (byte offset {e.start})") from None
-        prompts = [_unescape(line) for line in lines if line.strip()]
-        if not prompts:
-            raise UserError(f"--prompts-file {args.prompts_file}: no prompts (one per line expected)")
-        for p, c in zip(prompts, lm.complete(prompts, **options), strict=True):
-            print(json.dumps({"prompt": p, "text": c.text, "finish_reason": c.finish_reason}, ensure_ascii=False))
-        return 0
-    if args.stream:
-        print(prompt, end="", flush=True)
-        for piece in lm.stream(prompt, **options):
-            print(piece, end="", flush=True)
-        print()
-        return 0
-    (completion,) = lm.complete(prompt, **options)
-    print(prompt + completion.text)
-    if completion.logprobs is not None:
-        print("--- logprobs (token, log p, alternatives) ---")
-        for t in completion.logprobs:
-            alternatives = "  ".join(f"{alt!r} {lp:.3f}" for _, alt, lp in t.top)
-            print(f"{t.text!r:>16} {t.logprob:8.3f}   {alternatives}")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UserError(f"--prompts-file {path}: cannot read it ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"--prompts-file {path}: not UTF-8 text (byte offset {e.start})") from None
+    prompts = [_unescape(line) for line in lines if line.strip()]
+    if not prompts:
+        raise UserError(f"--prompts-file {path}: no prompts (one per line expected)")
+    return prompts
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    options = {
+        "prompt": _unescape(args.prompt),
+        "prompts": _read_prompts(args.prompts_file) if args.prompts_file is not None else None,
+        "stream": args.stream,
+        "generation": _generation_options(args),
+        "n": args.n,
+        "label": args.label,
+        "seed": args.seed,
+        "steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "temperature": args.temperature,
+    }
+    result = gl.sample(
+        args.run, args.out, checkpoint=args.checkpoint, echo=lambda text: print(text, end="", flush=True), **options
+    )
+    if result.message:
+        print(result.message)
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    lm = gl.load(args.run, checkpoint=args.checkpoint)
-    if not isinstance(lm, gl.LanguageModel):
-        raise gl.UserError(f"{args.run}: chat needs a text-generating run (gpt), not {type(lm).__name__}")
+    lm = gl.load_for(args.run, "chat", checkpoint=args.checkpoint)
     options = _generation_options(args) | {"context_overflow": "truncate"}
     if lm.chat_template is None:
         print("genloom chat: a base run, so it continues 'User:/Assistant:' lines as text. Empty line or Ctrl-D quits.")
@@ -188,47 +182,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sample_images(handle: Any, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    out = args.out or str(Path(args.run) / "samples" / "sample.png")
-    handle.sample(args.n, args.label, args.seed, args.steps, args.guidance_scale, args.temperature, out=out)
-    print(f"{args.n} samples written to {out}")
-    return 0
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    if isinstance(gl.load(args.run, checkpoint=args.checkpoint), gl.ImageModel):
-        m = gl.evaluate_images(args.run, checkpoint=args.checkpoint, n_samples=args.n_samples)
-        print(", ".join(f"{k} {v:.4g}" for k, v in m.items()))
-        return 0
-    m = gl.evaluate(args.run, checkpoint=args.checkpoint)
-    if "bleu" in m:  # a seq2seq run
-        print(
-            f"BLEU {m['bleu']:.2f}, chrF {m['chrf']:.2f} over {m['test_sentences']:,} test sentences; "
-            f"test loss {m['test_loss']:.4f} nats/token ({m['bleu_signature']})"
-        )
-        return 0
-    if "val_masked_accuracy" in m:  # a masked LM
-        print(
-            f"masked-token accuracy {m['val_masked_accuracy']:.4f}, loss {m['val_masked_loss']:.4f} nats "
-            f"over {m['val_masked_targets']:,} masked tokens of the validation split"
-        )
-        return 0
-    print(
-        f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
-    )
+    print(gl.evaluate(args.run, checkpoint=args.checkpoint, n_samples=args.n_samples).line)
     return 0
 
 
 def _cmd_fill_mask(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    lm = gl.load(args.run, checkpoint=args.checkpoint)
-    if not isinstance(lm, gl.MaskedLanguageModel):
-        raise gl.UserError(f"{args.run}: fill-mask needs a masked LM (a bert run or a Hugging Face BERT directory)")
+    lm = gl.load_for(args.run, "fill-mask", checkpoint=args.checkpoint)
     for n, fillers in enumerate(lm.fill_mask(args.text, args.top_k), start=1):
         print(f"[MASK] #{n}:")
         for token, prob in fillers:
@@ -241,9 +205,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 
     import genloom as gl
 
-    tr = gl.load(args.run, checkpoint=args.checkpoint)
-    if not isinstance(tr, gl.Translator):
-        raise gl.UserError(f"{args.run}: translate needs a seq2seq run (genloom train seq2seq ...)")
+    tr = gl.load_for(args.run, "translate", checkpoint=args.checkpoint)
     if (args.text is None) == (args.file is None):
         raise gl.UserError("translate: give exactly one of a text or --file (one sentence per line)")
     options = _generation_options(args)
@@ -270,8 +232,12 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 def _cmd_families(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    for row in gl.families():
-        print(f"{row['name']:<10} {row['modality']:<6} {row['use_for']}\n{'':<17} presets: {row['presets']}")
+    heading = None
+    for row in gl.families():  # grouped by modality, each group headed by its guide
+        if row["modality_title"] != heading:
+            print(("" if heading is None else "\n") + f"{row['modality_title']} — {row['docs']}")
+            heading = row["modality_title"]
+        print(f"  {row['name']:<10} {row['use_for']}\n  {'':<10} presets: {row['presets']}")
     return 0
 
 
@@ -285,6 +251,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"validation loss {m['val_loss']:.4f}, perplexity {m['val_perplexity']:.3f} (whole validation split)")
     print(f"{r.step} steps, {r.ms_per_iter:.1f} ms/step, {r.tokens_per_s:,.0f} tokens/s")
     print(f"run directory: {out['run_dir']} (model card: {out['run_dir']}/card.md, loss curve: samples/loss_curve.png)")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    families = [f.strip() for f in (args.families or "").split(",") if f.strip()]
+    report = gl.compare(
+        args.out,
+        data=args.data,
+        families=families,
+        runs=args.runs,
+        budget=args.budget,
+        preset=args.preset,
+        sets=args.set,
+        seed=args.seed,
+        rounds=args.rounds,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        log=lambda line: print(line, flush=True),
+    )
+    print("\n".join(report["summary"]))
     return 0
 
 
@@ -366,10 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     _add_generation_flags(p)
     p.add_argument("--n", type=int, default=16, help="images: how many to sample")
-    p.add_argument("--label", type=int, default=None, help="images: class of a class-conditional run")
+    p.add_argument("--label", default=None, help="images: class (name or number) of a class-conditional run")
     p.add_argument("--steps", type=int, default=None, help="images (diffusion): sampling steps")
     p.add_argument("--guidance-scale", type=float, default=None, help="images (diffusion): guidance w")
-    p.add_argument("--out", default=None, help="images: PNG grid to write (default RUN/samples/sample.png)")
+    p.add_argument("--out", default=None, help="file to write (images: a PNG grid, default RUN/samples/sample.png)")
     p.set_defaults(handler=_cmd_sample)
 
     p = sub.add_parser("chat", help="interactive REPL with streaming output (the run's chat template, if tuned)")
@@ -430,6 +418,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(handler=_cmd_tune)
 
+    p = sub.add_parser("compare", help="train several families on the same data and budget; one report")
+    p.add_argument("--data", required=True, help="the dataset every model trains on (as for train)")
+    p.add_argument("--families", default=None, help="comma-separated families, e.g. vae,gan,diffusion,flow,pixelcnn")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=[],
+        metavar="FAMILY:KEY=VALUE,...",
+        help="configurations to compare, e.g. 'gpt:preset=nanogpt-cpu' 'gpt:preset=nanogpt-cpu,model.pos=alibi'",
+    )
+    p.add_argument("--budget", default="5m", help="per model: wall-clock (90s, 5m, 1h) or steps (2000steps)")
+    p.add_argument("--preset", default=None, help="preset for every family (default: each one's first non-debug)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override for every run")
+    p.add_argument("--seed", type=int, default=1337, help="training seed of every run (and of the previews)")
+    p.add_argument("--rounds", type=int, default=5, help="timed sampling rounds per model (median reported)")
+    p.add_argument("--out", required=True, help="directory for the runs and report.html/report.json")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted compare; finished runs are kept")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing compare in --out")
+    p.set_defaults(handler=_cmd_compare)
+
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
 
@@ -449,6 +457,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _cmd_export,
     "eval": _cmd_eval,
     "families": _cmd_families,
+    "compare": _cmd_compare,
     "demo": _cmd_demo,
     "fill-mask": _cmd_fill_mask,
     "translate": _cmd_translate,

@@ -3,6 +3,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 import genloom
 from genloom.models import FAMILIES
 
@@ -58,7 +60,7 @@ def genloom_imports(path: Path) -> set[str]:
                 if alias.name.startswith("genloom"):
                     parts = alias.name.split(".")
                     found.add(parts[1] if len(parts) > 1 else "__init__")
-    return found
+    return sorted(found, key=lambda f: int(f.split(':')[0].removeprefix('line ')))
 
 
 def test_imports_follow_the_floors():
@@ -86,3 +88,67 @@ def test_import_genloom_does_not_load_heavy_optional_modules():
     code = "import sys, genloom; print(any(m.startswith(('matplotlib', 'transformers')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+CONTRACT_CALLERS = ["api/__init__.py", "cli.py", "serve/app.py"]  # they go through the modality contract
+HANDLE_CLASSES = {"LanguageModel", "MaskedLanguageModel", "Translator", "ImageModel"}
+
+
+def dispatch_names(path: Path) -> list[str]:
+    """What in `path` would dispatch on what a run is: a string equal to a family or modality name (not
+    in a docstring), a handle class named, or a comparison with a family's `modality` or `family`."""
+    from genloom.api.modalities import MODALITIES
+
+    names = set(FAMILIES) | set(MODALITIES) | {m.kind for m in MODALITIES.values()}
+    tree = ast.parse(path.read_text())
+    arguments = {  # a CLI argument named "text" names an argument, not a kind of run
+        id(arg)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+        for arg in [*node.args, *(k.value for k in node.keywords)]
+    }
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings | arguments:
+            if node.value.lower() in names:
+                found.append(f"line {node.lineno}: the string {node.value!r}")
+        elif isinstance(node, ast.Name | ast.Attribute):
+            name = node.id if isinstance(node, ast.Name) else node.attr
+            if name in HANDLE_CLASSES:
+                found.append(f"line {node.lineno}: {name}")
+        elif isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                if isinstance(side, ast.Attribute) and side.attr in ("modality", "family", "objective"):
+                    found.append(f"line {node.lineno}: a comparison with .{side.attr}")
+    return sorted(found, key=lambda f: int(f.split(':')[0].removeprefix('line ')))
+
+
+@pytest.mark.parametrize("module", CONTRACT_CALLERS)
+def test_api_cli_and_server_name_no_family_or_modality(module):
+    assert dispatch_names(PACKAGE / module) == []
+
+
+def test_the_dispatch_check_catches_what_it_should(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        '"""Docstrings may say gpt."""\n'
+        "def f(fam, handle):\n"
+        '    """Nor here: image."""\n'
+        '    if fam.modality == "image":\n'
+        "        return isinstance(handle, Translator)\n"
+        '    return fam.name == "gpt"\n'
+    )
+    assert dispatch_names(bad) == [
+        "line 4: a comparison with .modality",
+        "line 4: the string 'image'",
+        "line 5: Translator",
+        "line 6: the string 'gpt'",
+    ]

@@ -1,4 +1,6 @@
-"""The public API: `train`, `load`, `evaluate`, `families`, `demo`. The CLI is a thin layer over it.
+"""The public API: `train`, `load`, `sample`, `evaluate`, `export`, `compare`, `families`, `demo`. The CLI
+is a thin layer over it; each call goes through the run's modality (genloom/api/modality.py), so this
+module names no family or modality.
 
 ```python
 import genloom as gl
@@ -20,19 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from genloom import run as rundir
-from genloom.api.images import ImageModel, evaluate_images, load_image_model, train_images
+from genloom.api.compare import compare
+from genloom.api.demo import demo
+from genloom.api.images import ImageModel, evaluate_images, load_image_model
+from genloom.api.modalities import MODALITIES, modality_of, offering, run_modality
+from genloom.api.modality import Budget, Metrics, Modality, Sampled
 from genloom.api.runs import RunConfig, read_run_config, resolve_config, resume_config
-from genloom.api.seq2seq import Translator, evaluate_seq2seq, load_seq2seq_run, train_seq2seq
-from genloom.api.text import (
-    LanguageModel,
-    evaluate_text,
-    export_hf,
-    hf_model_type,
-    load_hf_bert,
-    load_hf_dir,
-    load_text_run,
-    train_text,
-)
+from genloom.api.seq2seq import Translator
+from genloom.api.text import LanguageModel, export_hf, load_hf_bert, load_hf_directory
 from genloom.errors import UserError
 from genloom.masked_lm import MaskedLanguageModel
 from genloom.models import FAMILIES, get_family
@@ -41,11 +38,17 @@ from genloom.tune import RewardFn, TuneResult
 from genloom.tune import tune as tune_run
 
 __all__ = [
+    "MODALITIES",
+    "Budget",
     "ImageModel",
     "LanguageModel",
     "MaskedLanguageModel",
+    "Metrics",
+    "Modality",
     "RunConfig",
+    "Sampled",
     "Translator",
+    "compare",
     "demo",
     "evaluate",
     "evaluate_images",
@@ -53,16 +56,19 @@ __all__ = [
     "export_hf",
     "families",
     "load",
+    "load_for",
     "load_hf_bert",
     "load_image_model",
+    "open_run",
     "resolve_config",
+    "sample",
     "train",
     "tune",
 ]
 
 
 def train(
-    family: str = "gpt",
+    family: str,
     *,
     out: str | Path,
     data: str | None = None,
@@ -80,87 +86,88 @@ def train(
         rc = resume_config(out, family, preset, config, data, sets)
     else:
         rc = resolve_config(family, preset, config, data, sets)
-    if fam.modality == "image":
-        return train_images(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
-    if fam.modality != "text":
-        raise UserError(f"family {family!r} cannot be trained yet")
-    if fam.objective == "seq2seq":  # pairs, not a corpus
-        return train_seq2seq(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
-    return train_text(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
+    return modality_of(fam).train(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
 
 
-def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | MaskedLanguageModel | Translator:
-    """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best").
+def open_run(run_dir: str | Path, checkpoint: str = "last") -> tuple[Modality, Any]:
+    """The modality of a run (or Hugging Face directory) and its loaded handle."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
+        family, handle = load_hf_directory(run_dir)
+        return modality_of(get_family(family)), handle
+    rc = read_run_config(run_dir)
+    modality = modality_of(get_family(rc.family))
+    return modality, modality.load(run_dir, rc, checkpoint)
+
+
+def load(run_dir: str | Path, checkpoint: str = "last") -> Any:
+    """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best"); the handle
+    is its modality's: `LanguageModel`, `MaskedLanguageModel`, `Translator`, `ImageModel`, ...
 
     A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
     and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md)."""
+    return open_run(run_dir, checkpoint)[1]
+
+
+def load_for(run_dir: str | Path, command: str, checkpoint: str = "last") -> Any:
+    """`load`, for a CLI command that only some modalities offer (chat, translate, fill-mask, tune):
+    a run of another modality gets one line naming the runs that do."""
+    modality, handle = open_run(run_dir, checkpoint)
+    if command not in modality.commands:
+        nouns = [modality_of(get_family(f)).noun for f in offering(command)]
+        raise UserError(f"{run_dir}: {command} needs a {' or '.join(dict.fromkeys(nouns))}")
+    return handle
+
+
+def sample(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    checkpoint: str = "last",
+    echo: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Sampled:
+    """Draw samples from a run and write them to `out` in its modality's format (PNG grid, text, ...);
+    without `out`, to its default place in the run or, for text, to `echo`. `options` are the
+    modality's sampling options (`n`, `seed`, `label`, `prompt`, `generation={...}`, ...)."""
+    modality, handle = open_run(run_dir, checkpoint)
+    return modality.sample(handle, Path(out) if out is not None else None, options, echo)
+
+
+def evaluate(run_dir: str | Path, checkpoint: str = "last", **options: Any) -> Metrics:
+    """The run's held-out figures, by its modality, recorded in card.md; each quality metric has its
+    direction (`metrics.directions`). Text: exact validation loss and perplexity over the whole split;
+    masked LM: masked-token loss and accuracy (masking seed 0); images: FID/KID beside the real-vs-real
+    floor, conditional accuracy, likelihoods (`n_samples=`); seq2seq: test loss, BLEU and chrF."""
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
-        if hf_model_type(run_dir) == "bert":
-            return load_hf_bert(run_dir)
-        return load_hf_dir(run_dir)
-    rc = read_run_config(run_dir)
-    fam = get_family(rc.family)
-    if fam.modality == "image":  # an ImageModel handle (image section below)
-        return load_image_model(run_dir, checkpoint)  # type: ignore[return-value]
-    if fam.objective == "seq2seq":  # a Translator handle (api/seq2seq.py)
-        return load_seq2seq_run(run_dir, rc, checkpoint)
-    return load_text_run(run_dir, rc, checkpoint)
-
-
-def evaluate(run_dir: str | Path, checkpoint: str = "last") -> dict[str, float]:
-    """Exact validation loss and perplexity over the run's whole validation split; recorded in card.md.
-    For a masked LM: masked-token loss and accuracy over every window of the split, masked with seed 0.
-    Image runs: FID/KID, conditional accuracy and likelihoods (`evaluate_images`). Seq2seq runs: test-split
-    loss, BLEU and chrF (`evaluate_seq2seq`)."""
-    if (Path(run_dir) / rundir.CONFIG).exists() and get_family(read_run_config(run_dir).family).modality == "image":
-        return evaluate_images(run_dir, checkpoint)
-    handle = load(run_dir, checkpoint)
-    if isinstance(handle, Translator):
-        return evaluate_seq2seq(handle, checkpoint)
-    return evaluate_text(handle, checkpoint)
+        raise UserError(f"{run_dir}: a Hugging Face directory has no training data to evaluate on")
+    _, modality = run_modality(run_dir)
+    values = modality.evaluate(run_dir, checkpoint, options)
+    return Metrics(values, modality.directions, modality.describe(values))
 
 
 def families() -> list[dict[str, str]]:
     """What each family is for, and its presets: the "which model for my app" guide."""
     return [
-        {"name": f.name, "modality": f.modality, "use_for": f.use_for, "presets": ", ".join(f.presets)}
-        for f in FAMILIES.values()
+        {
+            "name": f.name,
+            "modality": f.modality,
+            "modality_title": modality_of(f).title,
+            "docs": modality_of(f).docs,
+            "use_for": f.use_for,
+            "presets": ", ".join(f.presets),
+        }
+        for f in sorted(FAMILIES.values(), key=lambda f: list(MODALITIES).index(f.modality))
     ]
 
 
-def demo(
-    out: str | Path = "runs/demo", max_iters: int | None = None, log: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Train the `demo` preset on Tiny Shakespeare (~2 minutes), then sample and evaluate it.
-
-    `max_iters` shortens the run (the preset's 2000 steps take about two minutes on 2 CPU cores)."""
-    out = Path(out)
-    sets = [f"train.max_iters={max_iters}"] if max_iters is not None else []
-    result = train(
-        "gpt", out=out, data="tinyshakespeare", preset="demo", sets=sets, overwrite=rundir.is_run(out), log=log
-    )
-    lm = load(out)
-    assert isinstance(lm, LanguageModel)  # the demo trains a GPT
-    sample = lm.generate("ROMEO:\n", max_new_tokens=500, temperature=0.8, top_k=40, seed=7)
-    metrics = evaluate(out)
-    return {"result": result, "sample": "ROMEO:\n" + sample, "metrics": metrics, "run_dir": out}
-
-
 def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint: str = "last") -> Path:
-    """Write a run in another format; "hf": a directory that `transformers` loads (GPT-2 or Llama)."""
+    """Write a run in another format; "hf": a directory that `transformers` loads (GPT-2, Llama, BERT)."""
     if format != "hf":
         raise UserError(f"export format must be 'hf', got {format!r}")
-    from genloom.hf import save_hf
-
-    if (Path(run_dir) / rundir.CONFIG).exists() and read_run_config(run_dir).family == "bert":
-        return export_hf(run_dir, out, checkpoint)
-    lm = load(run_dir, checkpoint)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out}: already exists and is not empty")
-    save_hf(lm.model, lm.tokenizer, out)  # type: ignore[arg-type]
-    return out
+    _, modality = run_modality(run_dir)
+    return modality.export(Path(run_dir), Path(out), format, checkpoint)
 
 
 def tune(
@@ -179,15 +186,13 @@ def tune(
     into the run directory `out` (docs/fine-tuning.md). `sets` override the method's config
     (`"train.max_iters=100"`, `"lora.r=4"`, `"beta=0.2"`); `reward` (ppo) is a reward-model run, a name
     of `genloom.tune.REWARDS`, or a function `(prompts, responses) -> scores`."""
-    base = load(run)
-    if not isinstance(base, LanguageModel):
-        raise UserError(f"{run}: tune needs a text-generating run (gpt), not {type(base).__name__}")
+    base = load_for(run, "tune")
 
-    def load_reward_run(path: str) -> LanguageModel:
-        lm = load(path)
-        if not isinstance(lm, LanguageModel):
-            raise UserError(f"--reward {path}: not a reward-model run")
-        return lm
+    def load_reward_run(path: str) -> Any:
+        try:
+            return load_for(path, "tune")
+        except UserError:
+            raise UserError(f"--reward {path}: not a reward-model run") from None
 
     return tune_run(
         method,

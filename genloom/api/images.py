@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
+from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
     end_summary,
@@ -355,3 +356,79 @@ def _denoising_strip(handle: ImageModel, generator: torch.Generator) -> torch.Te
 
     handle.model.sample(4, handle.labels_for(4, None), generator=generator, callback=callback)  # type: ignore[operator]
     return torch.stack(frames, dim=1).flatten(0, 1)  # (4 images x 10 frames, C, S, S)
+
+
+# ---- the contract (genloom.api.modality) ------------------------------------------------------
+
+
+def label_index(handle: ImageModel, label: str | int | None) -> int | None:
+    """The class a label names: a class name (any case) or its number; None or "" = every class in turn."""
+    if label is None or (isinstance(label, str) and not label.strip()):
+        return None
+    if isinstance(label, int):
+        return label
+    text = label.strip()
+    names = handle.class_names
+    lowered = [n.lower() for n in names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if text.isascii() and text.isdigit():
+        return int(text)
+    if not handle.conditional:
+        raise UserError(f"{handle.run_dir}: this {handle.config.family} run is unconditional; sample without a label")
+    raise UserError(f"label: {text!r} is not a class of this model; one of: {', '.join(names)}")
+
+
+class ImageModality(Modality):
+    """Image generators (VAE, GAN, diffusion, flow, PixelCNN): PNG grids, FID/KID, likelihoods."""
+
+    def data(self, rc: Any) -> Any:
+        return prepare_images(rc)
+
+    def train(self, family: Family, rc: Any, out: Path, *, resume: bool, overwrite: bool, log: Log) -> TrainResult:
+        return train_images(family, rc, out, resume=resume, overwrite=overwrite, log=log)
+
+    def load(self, run_dir: Path, rc: Any, checkpoint: str) -> Any:
+        return load_image_model(run_dir, checkpoint)
+
+    def sample(self, handle: Any, out: Path | None, options: dict[str, Any], echo: Log = None) -> Sampled:
+        im: ImageModel = handle
+        n = int(options.get("n") or 16)
+        out = out or im.run_dir / self.sample_file
+        im.sample(
+            n,
+            label_index(im, options.get("label")),
+            options.get("seed"),
+            options.get("steps"),
+            options.get("guidance_scale"),
+            options.get("temperature"),
+            out=out,
+        )
+        return Sampled(out, n, f"{n} samples written to {out}")
+
+    def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
+        return evaluate_images(run_dir, checkpoint, n_samples=int(options.get("n_samples", 500)))
+
+    def card(self, run_dir: Path, rc: Any, summary: dict[str, Any]) -> None:
+        _write_image_card(run_dir, rc, summary)
+
+    def routes(self) -> str | None:
+        return "genloom.serve.images:add_routes"
+
+    def model_card(self, handle: Any) -> dict[str, Any]:
+        return {"labels": handle.class_names or None}
+
+    def compare_evaluation(self) -> dict[str, Any]:
+        return {"n_samples": 250}
+
+    def speed(self, handle: Any, rounds: int) -> tuple[list[float], str]:
+        im: ImageModel = handle
+        with torch.inference_mode():
+            return timed_rates(lambda: len(im.sample(16, seed=0)), rounds), "images/s"
+
+    def preview(self, handle: Any, seed: int) -> tuple[str, bytes]:
+        import tempfile
+
+        im: ImageModel = handle
+        with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+            return "image/png", save_grid(im.sample(32, seed=seed), Path(tmp) / "grid.png", nrow=8).read_bytes()

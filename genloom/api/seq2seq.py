@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -27,12 +27,14 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
+from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
     end_summary,
     file_hash,
     fingerprint,
     load_run_model,
+    read_run_config,
     read_summary,
     saved_stamp,
     start_run,
@@ -305,3 +307,52 @@ def evaluate_seq2seq(
     write_summary(tr.run_dir, summary)
     write_seq2seq_card(tr.run_dir, tr.config, summary)
     return metrics
+
+
+# ---- the contract (genloom.api.modality) ------------------------------------------------------
+
+
+class PairsModality(Modality):
+    """Text-to-text pairs (the encoder-decoder): translation, scored by BLEU and chrF."""
+
+    def data(self, rc: Any) -> Any:
+        return prepare_pairs(rc)
+
+    def train(self, family: Family, rc: Any, out: Path, *, resume: bool, overwrite: bool, log: Log) -> TrainResult:
+        return train_seq2seq(family, rc, out, resume=resume, overwrite=overwrite, log=log)
+
+    def load(self, run_dir: Path, rc: Any, checkpoint: str) -> Any:
+        return load_seq2seq_run(run_dir, rc, checkpoint)
+
+    def sample(self, handle: Any, out: Path | None, options: dict[str, Any], echo: Log = None) -> Sampled:
+        raise UserError(
+            f"{handle.run_dir}: a seq2seq run translates rather than continues text; use `genloom translate`"
+        )
+
+    def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
+        tr = self.load(run_dir, read_run_config(run_dir), checkpoint)
+        return evaluate_seq2seq(tr, checkpoint, max_sentences=options.get("max_sentences"))
+
+    def describe(self, metrics: Mapping[str, Any]) -> str:
+        m = metrics
+        return (
+            f"BLEU {m['bleu']:.2f}, chrF {m['chrf']:.2f} over {m['test_sentences']:,} test sentences; "
+            f"test loss {m['test_loss']:.4f} nats/token ({m['bleu_signature']})"
+        )
+
+    def card(self, run_dir: Path, rc: Any, summary: dict[str, Any]) -> None:
+        write_seq2seq_card(run_dir, rc, summary)
+
+    def compare_evaluation(self) -> dict[str, Any]:
+        return {"max_sentences": 500}
+
+    def speed(self, handle: Any, rounds: int) -> tuple[list[float], str]:
+        tr: Translator = handle
+        sources = list(dict.fromkeys(p.source for p in prepare_pairs(tr.config, tr.tokenizer).splits.val))[:16]
+        return timed_rates(lambda: len(tr.translate(sources)), rounds), "sentences/s"
+
+    def preview(self, handle: Any, seed: int) -> tuple[str, bytes]:
+        tr: Translator = handle
+        sources = list(dict.fromkeys(p.source for p in prepare_pairs(tr.config, tr.tokenizer).splits.test))[:6]
+        lines = [f"{s} → {t}" for s, t in zip(sources, tr.translate(sources), strict=True)]
+        return "text/plain", "\n".join(lines).encode()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
+from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
     end_summary,
@@ -104,8 +105,10 @@ def train_text(
     resume: bool,
     overwrite: bool,
     log: Callable[[str], None] | None,
+    masked: bool = False,
 ) -> TrainResult:
-    """Train a text family (GPT, BERT) on `rc`'s corpus: tokenizer, stamps, trainer, card."""
+    """Train a text family on `rc`'s corpus: tokenizer, stamps, trainer, card. `masked`: BERT's objective
+    (framed windows masked by the recipe) instead of next-token windows."""
     if resume:
         rundir.recover(out)
         saved = saved_stamp(out)
@@ -122,7 +125,7 @@ def train_text(
     else:
         pipe = prepare_text(rc)
         rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
-        if isinstance(pipe.tokenizer, WordPieceTokenizer) and fam.objective == "masked":  # its [PAD] is the model's
+        if isinstance(pipe.tokenizer, WordPieceTokenizer) and masked:  # its [PAD] is the model's
             rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)  # also validates the config against the data before writing
@@ -130,7 +133,7 @@ def train_text(
     start_run(out, rc, pipe.stamp, resume, pipe.tokenizer)
     sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
     batches: TokenData | MaskedTokenData = pipe.data
-    if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
+    if masked:  # BERT: framed windows masked by the recipe; nothing to sample
         batches = masked_data(rc, pipe)
         sampler = None
     trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
@@ -371,6 +374,14 @@ def hf_model_type(path: Path) -> str | None:
         return None
 
 
+def load_hf_directory(path: Path) -> tuple[str, LanguageModel | MaskedLanguageModel]:
+    """A Hugging Face directory that is not a genloom run, and the family it loads into: BERT into the
+    masked LM family (docs/bert.md), GPT-2 and Llama into the GPT family (docs/generation.md)."""
+    if hf_model_type(path) == "bert":
+        return "bert", load_hf_bert(path)
+    return "gpt", load_hf_dir(path)
+
+
 def load_hf_dir(path: Path) -> LanguageModel:
     from genloom.data.text import TextDataConfig
     from genloom.hf import load_hf
@@ -408,3 +419,143 @@ def evaluate_text(lm: LanguageModel | MaskedLanguageModel, checkpoint: str) -> d
     write_summary(lm.run_dir, summary)
     write_text_card(lm.run_dir, lm.config, summary)
     return metrics
+
+
+# ---- the contract (genloom.api.modality) ------------------------------------------------------
+
+
+class TextModality(Modality):
+    """Decoder-only language models (GPT): text in, text out, served as completions and chat."""
+
+    def data(self, rc: Any) -> Any:
+        return prepare_text(rc)
+
+    def train(self, family: Family, rc: Any, out: Path, *, resume: bool, overwrite: bool, log: Log) -> TrainResult:
+        return train_text(family, rc, out, resume=resume, overwrite=overwrite, log=log)
+
+    def load(self, run_dir: Path, rc: Any, checkpoint: str) -> Any:
+        return load_text_run(run_dir, rc, checkpoint)
+
+    def sample(self, handle: Any, out: Path | None, options: dict[str, Any], echo: Log = None) -> Sampled:
+        """Continue `prompt` (or each of `prompts`, as one batch, one JSON line each) with the `generation`
+        options; with `stream`, piece by piece; `out` receives the text instead of `echo`."""
+        lm: LanguageModel = handle
+        generation = dict(options.get("generation") or {})
+        lines: list[str] = []
+        prompts = options.get("prompts")
+        if prompts:
+            for p, c in zip(prompts, lm.complete(prompts, **generation), strict=True):
+                lines.append(
+                    json.dumps({"prompt": p, "text": c.text, "finish_reason": c.finish_reason}, ensure_ascii=False)
+                )
+        elif options.get("stream") and out is None and echo is not None:
+            prompt = options.get("prompt") or ""
+            echo(prompt)
+            for piece in lm.stream(prompt, **generation):
+                echo(piece)
+            echo("\n")
+            return Sampled(None, 1, "")
+        else:
+            prompt = options.get("prompt") or ""
+            (completion,) = lm.complete(prompt, **generation)
+            lines.append(prompt + completion.text)
+            if completion.logprobs is not None:
+                lines.append("--- logprobs (token, log p, alternatives) ---")
+                for t in completion.logprobs:
+                    alternatives = "  ".join(f"{alt!r} {lp:.3f}" for _, alt, lp in t.top)
+                    lines.append(f"{t.text!r:>16} {t.logprob:8.3f}   {alternatives}")
+        text = "\n".join(lines) + "\n"
+        count = len(prompts) if prompts else 1
+        if out is None:
+            if echo is not None:
+                echo(text)
+            return Sampled(None, count, "")
+        rundir.atomic_write_text(out, text)
+        return Sampled(out, count, f"{count} sample(s) written to {out}")
+
+    def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
+        rc = read_run_config(run_dir)
+        return evaluate_text(self.load(run_dir, rc, checkpoint), checkpoint)
+
+    def describe(self, metrics: Mapping[str, Any]) -> str:
+        m = metrics
+        return f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
+
+    def card(self, run_dir: Path, rc: Any, summary: dict[str, Any]) -> None:
+        write_text_card(run_dir, rc, summary)
+
+    def export(self, run_dir: Path, out: Path, format: str, checkpoint: str) -> Path:
+        from genloom.hf import save_hf
+
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"--out {out}: already exists and is not empty")
+        lm = self.load(run_dir, read_run_config(run_dir), checkpoint)
+        save_hf(lm.model, lm.tokenizer, out)
+        return out
+
+    def routes(self) -> str | None:
+        return "genloom.serve.text:add_routes"
+
+    def model_card(self, handle: Any) -> dict[str, Any]:
+        return {"context_length": int(handle.model.config.block_size)}
+
+    def speed(self, handle: Any, rounds: int) -> tuple[list[float], str]:
+        lm: LanguageModel = handle
+        n = min(128, int(lm.model.config.block_size) - 1)  # type: ignore[union-attr,arg-type]
+
+        def work() -> int:
+            (c,) = lm.complete("", max_new_tokens=n, temperature=0.8, seed=0, stop_at_eos=False)
+            return len(c.token_ids)
+
+        return timed_rates(work, rounds), "tokens/s"
+
+    def preview(self, handle: Any, seed: int) -> tuple[str, bytes]:
+        lm: LanguageModel = handle
+        n = min(300, int(lm.model.config.block_size) - 1)  # type: ignore[union-attr,arg-type]
+        text = lm.generate("", max_new_tokens=n, temperature=0.8, top_k=40, seed=seed)
+        return "text/plain", text.encode()
+
+
+class MaskedTextModality(Modality):
+    """Masked language models (BERT): fill-mask and sentence embeddings; they do not continue text."""
+
+    def data(self, rc: Any) -> Any:
+        return prepare_text(rc)
+
+    def train(self, family: Family, rc: Any, out: Path, *, resume: bool, overwrite: bool, log: Log) -> TrainResult:
+        return train_text(family, rc, out, resume=resume, overwrite=overwrite, log=log, masked=True)
+
+    def load(self, run_dir: Path, rc: Any, checkpoint: str) -> Any:
+        return load_text_run(run_dir, rc, checkpoint)
+
+    def sample(self, handle: Any, out: Path | None, options: dict[str, Any], echo: Log = None) -> Sampled:
+        raise UserError(f"{handle.run_dir}: a masked LM (bert) does not generate text; use `genloom fill-mask`")
+
+    def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
+        rc = read_run_config(run_dir)
+        return evaluate_text(self.load(run_dir, rc, checkpoint), checkpoint)
+
+    def describe(self, metrics: Mapping[str, Any]) -> str:
+        m = metrics
+        return (
+            f"masked-token accuracy {m['val_masked_accuracy']:.4f}, loss {m['val_masked_loss']:.4f} nats "
+            f"over {m['val_masked_targets']:,} masked tokens of the validation split"
+        )
+
+    def card(self, run_dir: Path, rc: Any, summary: dict[str, Any]) -> None:
+        write_text_card(run_dir, rc, summary)
+
+    def export(self, run_dir: Path, out: Path, format: str, checkpoint: str) -> Path:
+        return export_hf(run_dir, out, checkpoint)
+
+    def speed(self, handle: Any, rounds: int) -> tuple[list[float], str]:
+        lm: MaskedLanguageModel = handle
+        texts = ["To be or not to [MASK]."] * 16
+        return timed_rates(lambda: len(lm.embed(texts)), rounds), "texts/s"
+
+    def preview(self, handle: Any, seed: int) -> tuple[str, bytes]:
+        lm: MaskedLanguageModel = handle
+        text = "To be or not to [MASK], that is the [MASK]."
+        fills = lm.fill_mask(text, 3)
+        lines = [text] + [f"[MASK] #{i}: " + ", ".join(f"{t} {p:.3f}" for t, p in f) for i, f in enumerate(fills, 1)]
+        return "text/plain", "\n".join(lines).encode()

@@ -1,7 +1,9 @@
 """The registry of model families: one explicit table, checked by a test against the folders.
 
-A new family is a folder (model.py, presets.py) plus one row here; the CLI, the API and `genloom
-families` pick it up from this table, with no change elsewhere.
+A new family is a folder (model.py, presets.py) plus one row here; the row names the family's modality,
+the object in `genloom.api.modalities.MODALITIES` that says how its runs are trained, loaded, sampled,
+evaluated and served (docs/architecture.md, "Adding a family"). The CLI, the API, the server and
+`genloom families` pick it up from these tables, with no change elsewhere.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from genloom.models import bert, diffusion, flow, gan, gpt, pixelcnn, seq2seq, v
 @dataclass(frozen=True)
 class Family:
     name: str
-    modality: str  # what it generates: "text", "image", ...
+    modality: str  # its key in genloom.api.modalities.MODALITIES: "text", "masked-text", "text-pairs", "image"
     use_for: str  # one line for `genloom families`: which model for which app
     config: type  # the model's Config dataclass
     model: type  # the nn.Module built from that config
     data_config: type  # the data section's dataclass
     presets: dict[str, dict[str, dict[str, Any]]]
-    objective: str = "next-token"  # text only: "next-token" (windows), "masked" (BERT masking), "seq2seq" (pairs)
 
 
 FAMILIES: dict[str, Family] = {
@@ -86,23 +87,21 @@ FAMILIES: dict[str, Family] = {
     ),
     "bert": Family(
         name="bert",
-        modality="text",
+        modality="masked-text",
         use_for="bidirectional masked LM (encoder): fill-mask, sentence embeddings, a base to fine-tune",
         config=bert.BertConfig,
         model=bert.Bert,
         data_config=MaskedTextDataConfig,
         presets=bert.PRESETS,
-        objective="masked",
     ),
     "seq2seq": Family(
         name="seq2seq",
-        modality="text",
+        modality="text-pairs",
         use_for="encoder-decoder transformer (Vaswani et al. 2017): translation and other text-to-text pairs",
         config=seq2seq.Seq2SeqConfig,
         model=seq2seq.Seq2Seq,
         data_config=PairDataConfig,
         presets=seq2seq.PRESETS,
-        objective="seq2seq",
     ),
 }
 

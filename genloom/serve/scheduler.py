@@ -73,7 +73,7 @@ class Scheduler:
 
     def __init__(
         self,
-        text_models: dict[str, Any],
+        text_models: dict[str, Any] | None = None,
         max_batch: int = 16,
         max_queue: int = 64,
         on_step: Callable[[], None] | None = None,
@@ -82,7 +82,7 @@ class Scheduler:
             raise UserError(f"max_queue must be >= 1, got {max_queue}")
         self.batchers = {
             name: ContinuousBatcher(lm.model, lm.tokenizer.decode, lm.tokenizer.eos_id, max_batch)
-            for name, lm in text_models.items()
+            for name, lm in (text_models or {}).items()
         }
         self.max_batch = max_batch
         self.max_queue = max_queue
@@ -95,6 +95,10 @@ class Scheduler:
         self._gate = threading.Lock()  # held while the scheduler works; `paused()` holds it from outside
         self._stop = False
         self._thread: threading.Thread | None = None
+
+    def add_model(self, name: str, lm: Any) -> None:
+        """Decode `lm` (a model and its tokenizer) with continuous batching; call before `start`."""
+        self.batchers[name] = ContinuousBatcher(lm.model, lm.tokenizer.decode, lm.tokenizer.eos_id, self.max_batch)
 
     # ---- the HTTP side ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ MAX_STOP = 4  # stop strings per request (OpenAI's limit)
 MAX_PROMPTS = 16  # prompts in one /v1/completions request
 MAX_PROMPT_CHARS = 100_000  # one prompt or message, before tokenization (the context limit comes after)
 MAX_IMAGES = 16  # images per /v1/images/generations request
+MAX_SAMPLES = 256  # samples per /v1/samples request (one file holds them all)
 
 
 PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
@@ -85,6 +86,15 @@ class ImageRequest(Strict):
     guidance_scale: float | None = Field(None, ge=0.0, le=20.0)  # class-conditional diffusion
     temperature: float | None = Field(None, gt=0.0, le=2.0)  # flow and PixelCNN
     user: str | None = Field(None, max_length=256)
+
+
+class SamplesRequest(Strict):
+    """genloom's `POST /v1/samples`: any run's samples, in its modality's file format."""
+
+    model: str = Field(min_length=1, max_length=200)
+    n: int = Field(1, ge=1, le=MAX_SAMPLES)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    options: dict[str, Any] = Field(default_factory=dict)  # the modality's sampling options (label, steps, ...)
 
 
 # ---- responses ----------------------------------------------------------------------------------
@@ -170,7 +180,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "genloom"
-    kind: Literal["text", "image"]  # genloom extra: which endpoints serve it
+    kind: str  # genloom extra: which endpoints serve it ("text", "image", ...: its modality's kind)
     family: str  # genloom extra
     context_length: int | None = None  # text runs: prompt + max_tokens must fit in it
     labels: list[str] | None = None  # class-conditional image runs: what `prompt` may name
@@ -195,3 +205,11 @@ class Health(BaseModel):
     models: int
     running: int  # requests being decoded now
     waiting: int  # requests in the queue
+
+
+class SamplesResponse(BaseModel):
+    created: int
+    model: str
+    media_type: str  # of the file: image/png, text/plain, text/csv, ...
+    count: int  # samples in it
+    b64: str  # the file, base64

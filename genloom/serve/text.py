@@ -1,0 +1,352 @@
+"""The text routes of the server, OpenAI's completions and chat completions (streaming as SSE), for
+the runs whose modality names this module (`Modality.routes`); decoding through the scheduler's
+continuous batching (genloom/serve/scheduler.py)."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from genloom.chat import stop_sequences
+from genloom.errors import UserError
+from genloom.generation import GenerationConfig, TokenLogprob
+from genloom.serve import schemas as s
+from genloom.serve.app import (
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    ERROR_RESPONSES,
+    APIError,
+    Server,
+    error_body,
+    sse,
+    user_error,
+)
+from genloom.serve.scheduler import Event, Job
+
+# ---- request → generation configs ----------------------------------------------------------------
+
+
+def generation_configs(
+    req: s.CompletionRequest | s.ChatCompletionRequest,
+    lm: Any,
+    prompt_len: int,
+    max_tokens: int | None,
+    extra_stop: tuple[str, ...] = (),
+    top_logprobs: int | None = None,
+) -> list[GenerationConfig]:
+    """One `GenerationConfig` per choice (choice i samples with seed + i)."""
+    context = int(lm.model.config.block_size)  # type: ignore[union-attr,arg-type]
+    prompt_param = "messages" if isinstance(req, s.ChatCompletionRequest) else "prompt"
+    if prompt_len > context:
+        raise APIError(
+            400,
+            f"{prompt_param}: {prompt_len} tokens, more than the model's context of {context} tokens; shorten it",
+            prompt_param,
+            "context_length_exceeded",
+        )
+    if max_tokens is None:
+        max_tokens = context - prompt_len
+    if prompt_len + max_tokens > context:
+        raise APIError(
+            400,
+            f"max_tokens: the prompt's {prompt_len} tokens + max_tokens {max_tokens} exceed the model's context "
+            f"of {context} tokens; ask for at most {context - prompt_len}",
+            "max_tokens",
+            "context_length_exceeded",
+        )
+    bias: dict[int, float] = {}
+    for key, value in (req.logit_bias or {}).items():
+        if not key.lstrip("-").isdigit() or not -100 <= value <= 100:
+            raise APIError(
+                400,
+                f"logit_bias: expected token ids mapped to values in [-100, 100], got {key!r}: {value}",
+                "logit_bias",
+            )
+        bias[int(key)] = value
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    configs = []
+    for i in range(req.n):
+        try:
+            cfg = GenerationConfig(
+                max_new_tokens=max_tokens,
+                temperature=req.temperature,
+                top_k=req.top_k,
+                top_p=req.top_p if req.top_p < 1.0 else None,
+                min_p=req.min_p,
+                repetition_penalty=req.repetition_penalty,
+                frequency_penalty=req.frequency_penalty,
+                presence_penalty=req.presence_penalty,
+                logit_bias=bias,
+                stop=(*extra_stop, *stop),
+                seed=None if req.seed is None else req.seed + i,
+                logprobs=top_logprobs is not None,
+                top_logprobs=top_logprobs or 0,
+            )
+        except UserError as e:
+            raise user_error(e) from None
+        configs.append(cfg)
+    return configs
+
+
+def finish(reason: str | None) -> str:
+    """genloom's finish reasons in OpenAI's words."""
+    return "length" if reason in ("length", "cancelled") else "stop"
+
+
+def chat_logprobs(items: list[TokenLogprob]) -> s.ChoiceLogprobs:
+    def top(text: str, lp: float) -> s.TopLogprob:
+        return s.TopLogprob(token=text, logprob=lp, bytes=list(text.encode()))
+
+    return s.ChoiceLogprobs(
+        content=[
+            s.TokenLogprobOut(
+                token=t.text,
+                logprob=t.logprob,
+                bytes=list(t.text.encode()),
+                top_logprobs=[top(x, lp) for _, x, lp in t.top],
+            )
+            for t in items
+        ]
+    )
+
+
+def completion_logprobs(items: list[TokenLogprob], offset: int) -> s.CompletionLogprobs:
+    offsets = []
+    for t in items:
+        offsets.append(offset)
+        offset += len(t.text)
+    return s.CompletionLogprobs(
+        tokens=[t.text for t in items],
+        token_logprobs=[t.logprob for t in items],
+        top_logprobs=[{x: lp for _, x, lp in t.top} for t in items],
+        text_offset=offsets,
+    )
+
+
+def merge(events: list[Event]) -> list[Event]:
+    """Consecutive events of one choice as one (text and logprobs joined, the last finish reason)."""
+    merged: list[Event] = []
+    for ev in events:
+        last = merged[-1] if merged else None
+        if last is not None and last.index == ev.index and last.finish_reason is None and last.error is None:
+            last.text += ev.text
+            last.logprobs = [*last.logprobs, *ev.logprobs]
+            last.finish_reason, last.completion_tokens, last.error = ev.finish_reason, ev.completion_tokens, ev.error
+        else:
+            merged.append(ev)
+    return merged
+
+
+def add_routes(server: Server, handles: dict[str, Any]) -> None:
+    """`POST /v1/completions` and `POST /v1/chat/completions` for `handles` (language models by id)."""
+    from fastapi.responses import StreamingResponse
+
+    for name, handle in handles.items():
+        server.scheduler.add_model(name, handle)
+    server.offer(handles, COMPLETIONS, CHAT_COMPLETIONS)
+
+    def lookup(name: str, path: str) -> Any:
+        return server.handle(name, path, handles)
+
+    def text_jobs(
+        model: str, prompts: list[list[int]], configs: list[GenerationConfig], stream: bool
+    ) -> tuple[list[Job], asyncio.Queue[Event]]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        jobs = []
+        for p, ids in enumerate(prompts):
+            for c, cfg in enumerate(configs):
+                jobs.append(Job(model, p * len(configs) + c, loop, events, prompt=ids, config=cfg, stream=stream))
+        return jobs, events
+
+    async def gather(jobs: list[Job], events: asyncio.Queue[Event]) -> list[tuple[str, str, list[TokenLogprob], int]]:
+        """Wait for every job; per choice: (text, finish reason, logprobs, completion tokens)."""
+        texts = [""] * len(jobs)
+        reasons = [""] * len(jobs)
+        logprobs: list[list[TokenLogprob]] = [[] for _ in jobs]
+        tokens = [0] * len(jobs)
+        done = 0
+        try:
+            while done < len(jobs):
+                ev = await events.get()
+                if ev.error is not None:
+                    raise APIError(500, f"generation failed: {ev.error}", None, "server_error")
+                texts[ev.index] += ev.text
+                logprobs[ev.index].extend(ev.logprobs)
+                tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
+                if ev.finish_reason is not None:
+                    reasons[ev.index] = finish(ev.finish_reason)
+                    done += 1
+        finally:
+            for job in jobs:
+                job.cancel()  # a no-op for finished jobs; stops the rest if this handler is cancelled
+        return list(zip(texts, reasons, logprobs, tokens, strict=True))
+
+    def usage(prompts: list[list[int]], completion_tokens: int) -> s.Usage:
+        prompt_tokens = sum(len(p) for p in prompts)
+        return s.Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+    def stream(
+        jobs: list[Job], events: asyncio.Queue[Event], chunk: Any, tail: dict[str, Any] | None, prompts: list[list[int]]
+    ) -> StreamingResponse:
+        """SSE of the chunks `chunk(event)` makes; a usage chunk (`tail`) if asked; then [DONE]."""
+
+        async def body() -> AsyncIterator[str]:
+            done, tokens = 0, [0] * len(jobs)
+            try:
+                while done < len(jobs):
+                    ready = [await events.get()]
+                    while not events.empty():  # a client slower than decoding gets several tokens per chunk
+                        ready.append(events.get_nowait())
+                    out = []
+                    for ev in merge(ready):
+                        if ev.error is not None:
+                            yield sse(error_body(500, f"generation failed: {ev.error}"))
+                            return
+                        tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
+                        done += ev.finish_reason is not None
+                        if ev.text or ev.finish_reason is not None or ev.logprobs:
+                            out.append(sse(chunk(ev)))
+                    yield "".join(out)
+                if tail is not None:
+                    yield sse({**tail, "choices": [], "usage": usage(prompts, sum(tokens)).model_dump()})
+                yield sse("[DONE]")
+            finally:
+                for job in jobs:
+                    job.cancel()  # the client went away (or we are done): free the rows
+
+        return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    def encode(lm: Any, text: str, param: str) -> list[int]:
+        try:
+            return lm.prompt_ids(text)
+        except UserError as e:
+            raise APIError(400, f"{param}: {e}", param, "unencodable_prompt") from None
+
+    # ---- routes ----
+
+    stream_doc: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    }
+    text_route: dict[str, Any] = {"dependencies": server.auth, "responses": {**ERROR_RESPONSES, **stream_doc}}
+
+    @server.app.post(COMPLETIONS, response_model=s.CompletionResponse, **text_route)
+    async def completions(req: s.CompletionRequest) -> Any:
+        lm = lookup(req.model, COMPLETIONS)
+        if req.echo:
+            raise APIError(400, "echo: not supported by genloom; the prompt is not repeated in the output", "echo")
+        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if not texts:
+            raise APIError(400, "prompt: expected a string or a non-empty list of strings", "prompt")
+        prompts = [encode(lm, t, "prompt") for t in texts]
+        configs = generation_configs(req, lm, max(len(p) for p in prompts), req.max_tokens, top_logprobs=req.logprobs)
+        jobs, events, head = start(req.model, prompts, configs, "text_completion", req.stream)
+        if req.stream:
+
+            def chunk(ev: Event) -> dict[str, Any]:
+                lp = completion_logprobs(ev.logprobs, 0).model_dump() if req.logprobs is not None else None
+                reason = finish(ev.finish_reason) if ev.finish_reason else None
+                return {
+                    **head,
+                    "choices": [{"index": ev.index, "text": ev.text, "logprobs": lp, "finish_reason": reason}],
+                }
+
+            tail = head if req.stream_options and req.stream_options.include_usage else None
+            return stream(jobs, events, chunk, tail, prompts)
+        results = await gather(jobs, events)
+        choices = [
+            s.CompletionChoice(
+                index=i,
+                text=text,
+                finish_reason=reason,  # type: ignore[arg-type]
+                logprobs=completion_logprobs(lps, len(texts[i // req.n])) if req.logprobs is not None else None,
+            )
+            for i, (text, reason, lps, _) in enumerate(results)
+        ]
+        return s.CompletionResponse(
+            id=head["id"],
+            created=head["created"],
+            model=req.model,
+            choices=choices,
+            usage=usage(prompts, sum(r[3] for r in results)),
+        )
+
+    @server.app.post(CHAT_COMPLETIONS, response_model=s.ChatCompletionResponse, **text_route)
+    async def chat_completions(req: s.ChatCompletionRequest) -> Any:
+        lm = lookup(req.model, CHAT_COMPLETIONS)
+        messages = []
+        for i, m in enumerate(req.messages):
+            content = m.content
+            if not isinstance(content, str):
+                if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in content):
+                    raise APIError(
+                        400, f"messages[{i}].content: only parts of type 'text' are supported", f"messages.{i}.content"
+                    )
+                content = "".join(part["text"] for part in content)
+            messages.append({"role": "system" if m.role == "developer" else m.role, "content": content})
+        try:
+            text = lm.chat_prompt(messages)
+        except UserError as e:
+            raise APIError(400, str(e), "messages") from None
+        prompts = [encode(lm, text, "messages")]
+        top = (req.top_logprobs or 0) if req.logprobs else None
+        if req.top_logprobs and not req.logprobs:
+            raise APIError(400, "top_logprobs: needs logprobs: true", "top_logprobs")
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        configs = generation_configs(req, lm, len(prompts[0]), max_tokens, stop_sequences(lm.chat_template), top)
+        jobs, events, head = start(req.model, prompts, configs, "chat.completion.chunk", req.stream)
+        if req.stream:
+            started: set[int] = set()
+
+            def chunk(ev: Event) -> dict[str, Any]:
+                delta: dict[str, Any] = {"content": ev.text} if ev.text else {}
+                if ev.index not in started:  # the first chunk of a choice names the role
+                    started.add(ev.index)
+                    delta = {"role": "assistant", "content": ev.text}
+                lp = chat_logprobs(ev.logprobs).model_dump() if req.logprobs else None
+                reason = finish(ev.finish_reason) if ev.finish_reason else None
+                return {
+                    **head,
+                    "choices": [{"index": ev.index, "delta": delta, "logprobs": lp, "finish_reason": reason}],
+                }
+
+            tail = head if req.stream_options and req.stream_options.include_usage else None
+            return stream(jobs, events, chunk, tail, prompts)
+        results = await gather(jobs, events)
+        choices = [
+            s.ChatChoice(
+                index=i,
+                message=s.AssistantMessage(content=text),
+                finish_reason=reason,  # type: ignore[arg-type]
+                logprobs=chat_logprobs(lps) if req.logprobs else None,
+            )
+            for i, (text, reason, lps, _) in enumerate(results)
+        ]
+        return s.ChatCompletionResponse(
+            id=head["id"],
+            created=head["created"],
+            model=req.model,
+            choices=choices,
+            usage=usage(prompts, sum(r[3] for r in results)),
+        )
+
+    def start(
+        model: str, prompts: list[list[int]], configs: list[GenerationConfig], kind: str, stream: bool
+    ) -> tuple[list[Job], asyncio.Queue[Event], dict[str, Any]]:
+        """Check the prompts against the model, queue one job per choice; returns the jobs, their
+        event queue and the fields every response and chunk starts with."""
+        for ids in prompts:
+            try:
+                server.scheduler.batchers[model].check(ids, configs[0])
+            except UserError as e:
+                raise user_error(e, "prompt") from None
+        jobs, events = text_jobs(model, prompts, configs, stream)
+        server.submit(jobs)
+        prefix = "cmpl" if kind == "text_completion" else "chatcmpl"
+        head = {"id": f"{prefix}-{uuid.uuid4().hex[:24]}", "object": kind, "created": int(time.time()), "model": model}
+        return jobs, events, head
