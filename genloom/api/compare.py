@@ -362,17 +362,19 @@ def build_report(out: Path, state: dict[str, Any], entries: list[Entry], modalit
     directions: dict[str, str] = {}
     for e in entries:
         directions.update(state["runs"][e.name]["directions"])
-    metrics = [m for m in modality.directions if m in directions and all(m in rows[n]["metrics"] for n in rows)]
+    # a metric some families have and others not (conditional accuracy, bits/dim) is compared among those
+    metrics = [m for m in modality.directions if m in directions and any(m in rows[n]["metrics"] for n in rows)]
     columns: dict[str, str] = {m: directions[m] for m in metrics}
     columns |= {"speed": "higher", "parameters": "lower", "peak_rss_mb": "lower", "train_seconds": "lower"}
     best: dict[str, list[str]] = {}
     for col, direction in columns.items():
-        values = {n: (row["metrics"][col] if col in metrics else row[col]) for n, row in rows.items()}
+        values = {n: cell(row, col) for n, row in rows.items() if cell(row, col) is not None}
         target = (min if direction == "lower" else max)(values.values())
         best[col] = [n for n, v in values.items() if v == target]
-    headline = modality.headline if modality.headline in metrics else (metrics[0] if metrics else "speed")
-    key = (lambda n: rows[n]["metrics"][headline]) if headline in metrics else (lambda n: -rows[n]["speed"])
-    ranking = sorted(rows, key=key, reverse=headline in metrics and columns[headline] == "higher")
+    ranked = [m for m in metrics if all(m in rows[n]["metrics"] for n in rows)]
+    headline = modality.headline if modality.headline in ranked else (ranked[0] if ranked else "speed")
+    key = (lambda n: rows[n]["metrics"][headline]) if headline in ranked else (lambda n: -rows[n]["speed"])
+    ranking = sorted(rows, key=key, reverse=headline in ranked and columns[headline] == "higher")
     return {
         "data": state["spec"]["data"],
         "budget": state["spec"]["budget"],
@@ -386,6 +388,11 @@ def build_report(out: Path, state: dict[str, Any], entries: list[Entry], modalit
         "summary": summarize(rows, ranking, columns, best, headline, metrics),
         "machine": _machine(),
     }
+
+
+def cell(row: dict[str, Any], column: str) -> float | None:
+    """A row's value in a column: a metric (None if its family has none) or a measured figure."""
+    return row["metrics"].get(column) if column in row["metrics"] or column not in row else row[column]
 
 
 def _machine() -> dict[str, Any]:
@@ -503,9 +510,10 @@ def render_html(out: Path, report: dict[str, Any]) -> str:
         row = report["runs"][name]
         cells = [f"<td><b>{e(name)}</b><br><small>{e(row['label'])}, {row['steps']} steps</small></td>"]
         for c in cols:
-            value = row["metrics"][c] if c in row["metrics"] else row[c]
+            value = cell(row, c)
             mark = name in report["best"][c]
-            cells.append(f'<td class="{"best" if mark else ""}">{e(_fmt(value))}{" ★" if mark else ""}</td>')
+            text = "—" if value is None else e(_fmt(value)) + (" ★" if mark else "")
+            cells.append(f'<td class="{"best" if mark else ""}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     samples = []
     for name in report["ranking"]:

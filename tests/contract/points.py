@@ -194,7 +194,13 @@ POINTS_FAMILY = Family(
     model=PointsModel,
     data_config=PointsDataConfig,
     presets={
-        "debug": {"model": {"components": 8}, "train": {"max_iters": 60, "batch_size": 64, "lr": 0.05, "warmup_iters": 5}},
-        "default": {"model": {"components": 8}, "train": {"max_iters": 400, "batch_size": 128, "lr": 0.05, "warmup_iters": 20}},
+        "debug": {
+            "model": {"components": 8},
+            "train": {"max_iters": 60, "batch_size": 64, "lr": 0.05, "warmup_iters": 5},
+        },
+        "default": {
+            "model": {"components": 8},
+            "train": {"max_iters": 400, "batch_size": 128, "lr": 0.05, "warmup_iters": 20},
+        },
     },
 )
