@@ -128,7 +128,7 @@ def dispatch_names(path: Path) -> list[str]:
             for side in [node.left, *node.comparators]:
                 if isinstance(side, ast.Attribute) and side.attr in ("modality", "family", "objective"):
                     found.append(f"line {node.lineno}: a comparison with .{side.attr}")
-    return sorted(found, key=lambda f: int(f.split(':')[0].removeprefix('line ')))
+    return sorted(found, key=lambda f: int(f.split(":")[0].removeprefix("line ")))
 
 
 @pytest.mark.parametrize("module", CONTRACT_CALLERS)

@@ -368,7 +368,7 @@ def build_report(out: Path, state: dict[str, Any], entries: list[Entry], modalit
     columns |= {"speed": "higher", "parameters": "lower", "peak_rss_mb": "lower", "train_seconds": "lower"}
     best: dict[str, list[str]] = {}
     for col, direction in columns.items():
-        values = {n: cell(row, col) for n, row in rows.items() if cell(row, col) is not None}
+        values: dict[str, float] = {n: v for n, row in rows.items() if (v := cell(row, col)) is not None}
         target = (min if direction == "lower" else max)(values.values())
         best[col] = [n for n, v in values.items() if v == target]
     ranked = [m for m in metrics if all(m in rows[n]["metrics"] for n in rows)]
@@ -541,7 +541,7 @@ table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding
 th:first-child, td:first-child {{ text-align: left; }} td.best {{ background: #e3f5e1; font-weight: bold; }}
 small {{ color: #666; font-weight: normal; }} .samples {{ display: flex; flex-wrap: wrap; gap: 1em; }}
 figure {{ margin: 0; }} figcaption {{ font-weight: bold; }} pre {{ max-width: 520px; white-space: pre-wrap; background: #f6f6f6; padding: .5em; }}
-img {{ image-rendering: pixelated; max-width: 360px; }}
+.samples img {{ image-rendering: pixelated; max-width: 360px; }}
 </style></head><body>
 <h1>Which model for <code>{e(report["data"])}</code>?</h1>
 <p>Each model trained on the same data for the same budget ({e(report["budget"])}, seed {report["seed"]}) and was
