@@ -42,7 +42,7 @@ ALLOWED = {
     "masked_lm": {"data", "errors", "models", "tokenizers"},
     "cli": {"errors", "__init__", "serve"},
     "serve": {"__init__", "errors", "generation", "chat"},
-    "__init__": {"api", "errors", "generation", "masked_lm"},
+    "__init__": {"api", "errors", "generation", "masked_lm", "tune"},
     "hf": {"errors", "models", "tokenizers"},
     "__main__": {"cli"},
 }
@@ -152,3 +152,17 @@ def test_the_dispatch_check_catches_what_it_should(tmp_path):
         "line 5: Translator",
         "line 6: the string 'gpt'",
     ]
+
+
+def test_the_cli_answers_help_without_torch_and_tune_is_the_function():
+    """`genloom --help` imports neither torch nor the API; `genloom.tune` is the public function even when
+    a module of the subpackage genloom.tune was imported first."""
+    import subprocess
+    import sys
+
+    code = "import sys, genloom.cli; genloom.cli.build_parser(); print('torch' in sys.modules, 'genloom.api' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    code = "import genloom.tune.lora, genloom as gl; print(callable(gl.tune), gl.tune.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "genloom.tune.runner"]

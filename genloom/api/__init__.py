@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from genloom import run as rundir
-from genloom.api.compare import compare
-from genloom.api.demo import demo
+from genloom.api.comparison import compare
 from genloom.api.images import ImageModel, evaluate_images, load_image_model
 from genloom.api.modalities import MODALITIES, modality_of, offering, run_modality
 from genloom.api.modality import Budget, Metrics, Modality, Sampled
+from genloom.api.quickstart import demo
 from genloom.api.runs import RunConfig, read_run_config, resolve_config, resume_config
 from genloom.api.seq2seq import Translator
 from genloom.api.text import LanguageModel, export_hf, load_hf_bert, load_hf_directory
@@ -34,8 +34,9 @@ from genloom.errors import UserError
 from genloom.masked_lm import MaskedLanguageModel
 from genloom.models import FAMILIES, get_family
 from genloom.train import TrainResult
-from genloom.tune import RewardFn, TuneResult
-from genloom.tune import tune as tune_run
+from genloom.tune.ppo import RewardFn
+from genloom.tune.runner import TuneResult
+from genloom.tune.runner import tune as tune_run
 
 __all__ = [
     "MODALITIES",

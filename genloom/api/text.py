@@ -291,7 +291,8 @@ class LanguageModel:
         """Attach the LoRA adapters of a `genloom tune lora` run (its directory) to this base run's model,
         in place: the vocabulary grows as the adapters' run did (new rows are rebuilt exactly), and that
         run's tokenizer and chat template are used. Adapters trained on another base run are refused."""
-        from genloom.tune import load_adapters, read_adapter_meta, weights_sha256
+        from genloom.tune.lora import load_adapters, read_adapter_meta
+        from genloom.tune.runner import weights_sha256
 
         path = Path(path)
         vocab = int(read_adapter_meta(path)["base"].get("vocab_size", self.config.model.vocab_size))
@@ -309,7 +310,7 @@ class LanguageModel:
 
     def merge_adapters(self) -> "LanguageModel":
         """Fold attached LoRA adapters into the weights (W + B·A·alpha/r): a plain model, same outputs."""
-        from genloom.tune import merge_lora
+        from genloom.tune.lora import merge_lora
 
         merge_lora(self.model)
         return self
