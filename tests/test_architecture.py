@@ -165,4 +165,4 @@ def test_the_cli_answers_help_without_torch_and_tune_is_the_function():
     assert out.split() == ["False", "False"]
     code = "import genloom.tune.lora, genloom as gl; print(callable(gl.tune), gl.tune.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "genloom.tune.runner"]
+    assert out.split() == ["True", "genloom.api"]
