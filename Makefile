@@ -25,6 +25,7 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" scripts/wheel_smoke.sh  # the wheel, installed in a fresh venv, outside the repo
 
 bench: install
 	$(BIN)/python bench/train_gpt.py

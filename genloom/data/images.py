@@ -24,9 +24,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from genloom.data import DATA_DIR
 from genloom.errors import UserError
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repo's bundled datasets
 BUNDLED_IMAGES = {"mnist": "mnist", "fashion-mnist": "fashion_mnist", "digits": None}  # CLI name -> folder
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "val", "test")

@@ -16,9 +16,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from genloom.data import DATA_DIR
 from genloom.errors import UserError
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repo's bundled datasets
 BUNDLED_PAIRS = {"tatoeba-eng-fra": "tatoeba_eng_fra/fra.txt"}  # CLI name -> TSV under DATA_DIR
 TRUNCATED_LAST_LINE = {"tatoeba-eng-fra"}  # the bundled file ends in a cut-off pair (see its SOURCE.md)
 

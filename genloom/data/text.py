@@ -21,10 +21,10 @@ from typing import Literal
 
 import torch
 
+from genloom.data import DATA_DIR
 from genloom.errors import UserError
 from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # the repo's bundled datasets
 BUNDLED = {"tinyshakespeare": "tinyshakespeare/input.txt"}  # CLI name -> path under DATA_DIR
 MIN_DOCS_FOR_DOCUMENT_SPLIT = 20  # fewer documents than this: split the joined text by position
 CHAR_DOC_SEPARATOR = "\n\n"  # between documents for character tokenizers (BPE uses <|endoftext|>)
