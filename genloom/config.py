@@ -37,7 +37,10 @@ def type_name(annotation: Any) -> str:
     if origin in (Union, types.UnionType):
         return " | ".join(type_name(a) for a in get_args(annotation))
     if origin is tuple:
-        return "tuple of " + ", ".join(type_name(a) for a in get_args(annotation))
+        args = get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {type_name(args[0])}"
+        return "tuple of " + ", ".join(type_name(a) for a in args)
     if annotation is type(None):
         return "none"
     return getattr(annotation, "__name__", str(annotation))
@@ -70,6 +73,12 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else value
         args = get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length ("" or [] is empty)
+            if isinstance(value, str) and value.strip() in ("", "[]"):
+                return ()
+            if not isinstance(items, (list, tuple)):
+                raise bad
+            return tuple(coerce(v.strip() if isinstance(v, str) else v, args[0], where) for v in items)
         if not isinstance(items, (list, tuple)) or len(items) != len(args):
             raise bad
         return tuple(

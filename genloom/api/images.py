@@ -15,6 +15,7 @@ from genloom import run as rundir
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
+    announce,
     end_summary,
     load_run_model,
     read_run_config,
@@ -71,6 +72,24 @@ def prepare_images(rc: RunConfig) -> ImagePipeline:
     return ImagePipeline(data, stats, {"images": h.hexdigest()[:16]})
 
 
+def ingest_summary(rc: RunConfig, pipe: ImagePipeline) -> list[str]:
+    """What an image run read, printed before its first step, with a warning for colour made grey."""
+    st, data = pipe.stats, pipe.data
+    colour = "colour" if data.channels == 3 else "grey"
+    lines = [
+        f"data: {rc.data.source}: {st['train_images']:,} train / {st['val_images']:,} validation / "
+        f"{st['test_images']:,} test images, {data.width}x{data.height} {colour} ({data.channels} channel(s)), "
+        + (f"{data.num_classes} classes ({st['class_names']})" if data.num_classes else "unlabelled")
+        + (f"; {st['skipped_files']} unreadable files skipped" if st.get("skipped_files") else "")
+    ]
+    if st.get("colour_images_made_grey"):
+        lines.append(
+            f"warning: {rc.data.source}: colour images are being made grey (data.color=grayscale; "
+            f"{st['colour_images_made_grey']} of the first 64 files have colour); keep colour with data.color=auto or rgb"
+        )
+    return lines
+
+
 def _fit_to_data(rc: RunConfig, data: ImageData) -> RunConfig:
     """The model config with the data's channels, side and number of classes."""
     try:
@@ -117,6 +136,7 @@ def train_images(
             raise UserError(f"--resume {out}: the images differ from those this run was trained on")
     else:
         rc = _fit_to_data(rc, pipe.data)
+    announce(ingest_summary(rc, pipe), log)
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)

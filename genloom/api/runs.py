@@ -5,7 +5,8 @@ import dataclasses
 import hashlib
 import json
 import platform
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,13 @@ def resume_config(
             f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume"
         )
     return dataclasses.replace(saved, train=fresh.train)
+
+
+def announce(lines: Sequence[str], log: Callable[[str], None] | None) -> None:
+    """Lines for the user before training starts (what was read, warnings), where the trainer logs."""
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    for line in lines:
+        say(line)
 
 
 def training_summary(result: TrainResult, trainer: Trainer, rate_name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from genloom import run as rundir
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
+    announce,
     end_summary,
     file_hash,
     fingerprint,
@@ -127,6 +128,7 @@ def train_text(
         rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, vocab_size=pipe.tokenizer.vocab_size))
         if isinstance(pipe.tokenizer, WordPieceTokenizer) and masked:  # its [PAD] is the model's
             rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
+    announce(ingest_summary(rc, pipe.stats), log)
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = fam.model(rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
@@ -144,6 +146,34 @@ def train_text(
     plot_loss_curve(out)
     write_text_card(out, rc, summary)
     return result
+
+
+def ingest_summary(rc: RunConfig, stats: dict[str, Any]) -> list[str]:
+    """What a text run read, printed before its first step, and a warning when most of a folder was
+    skipped (a folder of .py files read as one .txt file lost a user a whole run)."""
+    d = rc.data
+    lines = []
+    if "files_matched" in stats:
+        lines.append(
+            f"data: {d.source}: read {stats['files_read']} of {stats['files_matched']} files matching {d.glob!r}"
+            f" ({stats['read_by_suffix']})"
+            + (f"; skipped {stats['skipped_by_suffix']}" if stats["files_skipped"] else "")
+        )
+    else:
+        lines.append(f"data: {d.source}")
+    tokens = stats["train_tokens"] + stats["val_tokens"]
+    lines.append(
+        f"  {stats['documents']:,} documents ({stats['duplicates_removed']} duplicates removed), "
+        f"{stats['characters']:,} characters -> {tokens:,} tokens ({d.tokenizer} tokenizer, vocabulary "
+        f"{stats['vocab_size']:,}); split by {stats['split']}: train {stats['train_tokens']:,}, validation "
+        f"{stats['val_tokens']:,} tokens"
+    )
+    if stats.get("files_skipped", 0) > stats.get("files_read", 0):
+        lines.append(
+            f"warning: most files under {d.source} were skipped ({stats['skipped_by_suffix']}): they do not have a "
+            "text or code suffix; read every matched file with --set 'data.extensions=[]', or choose with --glob"
+        )
+    return lines
 
 
 def masked_data(rc: RunConfig, pipe: TextPipeline) -> MaskedTokenData:

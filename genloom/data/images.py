@@ -36,7 +36,7 @@ SPLITS = ("train", "val", "test")
 class ImageDataConfig:
     source: str = "mnist"  # mnist, fashion-mnist, digits, a folder of IDX files, or a folder of PNG/JPEG
     image_size: int | None = None  # folders: resize + center-crop to this side (None: keep, all must match)
-    color: Literal["grayscale", "rgb"] = "grayscale"  # folders: channels of the decoded images
+    color: Literal["auto", "grayscale", "rgb"] = "auto"  # folders: auto keeps colour if any image has it
     val_fraction: float = 0.1  # share held out for validation (and for test when the source has none)
     split_seed: int = 0  # seed of the permutation that makes the splits
     limit: int | None = None  # keep only the first `limit` training images (quick runs and tests)
@@ -129,7 +129,7 @@ def _load_image(path: Path, cfg: ImageDataConfig) -> np.ndarray:
 
     with Image.open(path) as opened:
         opened.load()  # decode now, so a truncated file fails here
-        im = opened.convert("L" if cfg.color == "grayscale" else "RGB")
+        im = opened.convert("L" if cfg.color == "grayscale" else "RGB")  # auto: decided after reading all
         if cfg.image_size is not None:
             s = cfg.image_size
             w, h = im.size
@@ -170,7 +170,31 @@ def _read_image_folder(folder: Path, cfg: ImageDataConfig) -> tuple[np.ndarray, 
         labels.append(class_names.index(p.relative_to(folder).parts[0]) if labelled else 0)
     if not images:
         raise UserError(f"{folder}: none of the {len(files)} image files could be read")
-    return np.stack(images), np.asarray(labels, dtype=np.int64), class_names, skipped
+    stacked = np.stack(images)
+    if cfg.color == "auto" and stacked.shape[1] == 3 and _all_grey(stacked):
+        stacked = stacked[:, :1]  # every image is grey: one channel
+    return stacked, np.asarray(labels, dtype=np.int64), class_names, skipped
+
+
+def _all_grey(images: np.ndarray) -> bool:
+    """Whether (N, 3, H, W) images have equal red, green and blue everywhere."""
+    return bool((images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all())
+
+
+def colour_files(folder: Path, limit: int = 64) -> int:
+    """How many of the first `limit` images under `folder` hold colour (for the grayscale warning)."""
+    from PIL import Image
+
+    count = 0
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except Exception:  # unreadable files are reported by the reader
+            continue
+        count += not _all_grey(rgb.transpose(2, 0, 1)[None])
+    return count
 
 
 # ---- splits ---------------------------------------------------------------------------------------
@@ -191,7 +215,7 @@ def _as_tensor(images: np.ndarray) -> torch.Tensor:
 def load_images(cfg: ImageDataConfig) -> ImageSet:
     """Read `cfg.source` and split it: train / val / test, each (N, C, H, W) uint8."""
     source = cfg.source
-    skipped = 0
+    skipped = made_grey = 0
     test: tuple[np.ndarray, np.ndarray] | None = None
     if source == "digits":
         xs, ys = _read_digits()
@@ -207,6 +231,8 @@ def load_images(cfg: ImageDataConfig) -> ImageSet:
             class_names = [str(i) for i in range(int(ys.max()) + 1)]
         else:
             xs, ys, class_names, skipped = _read_image_folder(folder, cfg)
+            if cfg.color == "grayscale":
+                made_grey = colour_files(folder)
     x_all, y_all = _as_tensor(xs), torch.from_numpy(ys.astype(np.int64))
     if test is None:  # no official test set: hold out one val_fraction for test, another for val
         rest, test_idx = _split(len(x_all), cfg.val_fraction, cfg.split_seed)
@@ -224,6 +250,8 @@ def load_images(cfg: ImageDataConfig) -> ImageSet:
     _, c, h, w = images["train"].shape
     stats: dict[str, int | str] = {f"{s}_images": len(images[s]) for s in SPLITS}
     stats.update({"shape": f"{c}x{h}x{w}", "classes": len(class_names), "skipped_files": skipped})
+    if made_grey:
+        stats["colour_images_made_grey"] = made_grey  # of the first 64 files; data.color=grayscale
     return ImageSet(images, labels, class_names, stats)
 
 

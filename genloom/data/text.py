@@ -15,6 +15,7 @@ import json
 import random
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,12 +29,22 @@ from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
 BUNDLED = {"tinyshakespeare": "tinyshakespeare/input.txt"}  # CLI name -> path under DATA_DIR
 MIN_DOCS_FOR_DOCUMENT_SPLIT = 20  # fewer documents than this: split the joined text by position
 CHAR_DOC_SEPARATOR = "\n\n"  # between documents for character tokenizers (BPE uses <|endoftext|>)
+# what a directory's files are read by default: prose, markup and source code (docs/train-your-own-text.md)
+TEXT_EXTENSIONS = (
+    *(".txt", ".text", ".md", ".markdown", ".rst", ".org", ".adoc", ".tex", ".html", ".htm", ".xml"),
+    *(".yaml", ".yml", ".toml", ".ini", ".cfg", ".py", ".pyi", ".ipynb", ".js", ".mjs", ".ts", ".jsx", ".tsx"),
+    *(".java", ".kt", ".scala", ".groovy", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".cs", ".go", ".rs"),
+    *(".rb", ".php", ".swift", ".m", ".mm", ".r", ".jl", ".lua", ".pl", ".sh", ".bash", ".zsh", ".fish"),
+    *(".ps1", ".sql", ".css", ".scss", ".less", ".vue", ".svelte", ".hs", ".ml", ".ex", ".exs", ".erl"),
+    *(".clj", ".dart", ".zig", ".nim", ".f90", ".asm", ".s", ".cmake", ".gradle", ".proto", ".graphql"),
+)
 
 
 @dataclass
 class TextDataConfig:
     source: str = "tinyshakespeare"  # a bundled name, a text file, a directory, or a .jsonl file
-    glob: str = "**/*.txt"  # which files of a directory to read (recursive with **)
+    glob: str = "**/*"  # which files of a directory to read (recursive with **)
+    extensions: tuple[str, ...] = TEXT_EXTENSIONS  # of the files the glob matches, read these suffixes (empty: all)
     jsonl_field: str = "text"  # the field holding each document in a JSONL file
     encoding: str = "utf-8"  # how the files are encoded
     encoding_errors: Literal["strict", "replace"] = "strict"  # strict: stop at undecodable bytes
@@ -101,13 +112,24 @@ def _read_jsonl(path: Path, cfg: TextDataConfig) -> list[str]:
     return docs
 
 
-def read_documents(cfg: TextDataConfig) -> list[str]:
-    """Raw documents from the configured source, in a deterministic order."""
+def read_documents(cfg: TextDataConfig, report: dict[str, int | str] | None = None) -> list[str]:
+    """Raw documents from the configured source, in a deterministic order. `report` receives which files
+    were read and which skipped (by suffix), for the summary printed before training."""
     path = resolve_source(cfg.source)
     if path.is_dir():
-        files = sorted(p for p in path.glob(cfg.glob) if p.is_file())
+        matched = sorted(p for p in path.glob(cfg.glob) if p.is_file())
+        wanted = {e.lower() for e in cfg.extensions}
+        files = [p for p in matched if not wanted or p.suffix.lower() in wanted]
+        skipped = Counter(p.suffix.lower() or "(no suffix)" for p in matched if p not in set(files))
+        if report is not None:
+            report.update(files_matched=len(matched), files_read=len(files), files_skipped=sum(skipped.values()))
+            report["read_by_suffix"] = ", ".join(
+                f"{k} {v}" for k, v in Counter(p.suffix.lower() for p in files).most_common()
+            )
+            report["skipped_by_suffix"] = ", ".join(f"{k} {v}" for k, v in skipped.most_common())
         if not files:
-            raise UserError(f"{path}: no files matching {cfg.glob!r} (set --glob to choose files)")
+            also = f" ({len(matched)} matched, none with a text or code suffix: set data.extensions)" if matched else ""
+            raise UserError(f"{path}: no files matching {cfg.glob!r}{also} (set --glob to choose files)")
     else:
         files = [path]
     docs: list[str] = []
@@ -172,7 +194,9 @@ def split(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], list[str], s
 
 def load_corpus(cfg: TextDataConfig) -> Corpus:
     """Read, preprocess and split the configured text source."""
-    docs, stats = preprocess(read_documents(cfg), cfg)
+    report: dict[str, int | str] = {}
+    docs, stats = preprocess(read_documents(cfg, report), cfg)
+    stats = {**report, **stats}
     train, val, how = split(docs, cfg)
     stats["split"] = how
     stats["characters"] = sum(len(d) for d in docs)

@@ -49,8 +49,20 @@ def test_folder_labels_resize_and_color(tmp_path):
     assert ds.images["train"].shape[1:] == (3, 16, 16)
     assert sum(len(ds.images[s]) for s in ("train", "val", "test")) == 20
     assert set(torch.cat([ds.labels[s] for s in ("train", "val", "test")]).tolist()) == {0, 1}
-    gray = load_images(ImageDataConfig(source=str(tmp_path), image_size=8))
+    gray = load_images(ImageDataConfig(source=str(tmp_path), image_size=8, color="grayscale"))
     assert gray.images["train"].shape[1:] == (1, 8, 8)
+    assert gray.stats["colour_images_made_grey"] == 20  # said, not silent
+    auto = load_images(ImageDataConfig(source=str(tmp_path), image_size=8))  # the default keeps colour
+    assert auto.images["train"].shape[1:] == (3, 8, 8) and "colour_images_made_grey" not in auto.stats
+
+
+def test_grey_images_in_colour_files_become_one_channel(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+        write_png(tmp_path / f"{i}.png", np.stack([grey] * 3, axis=-1))  # RGB files of grey pictures
+    ds = load_images(ImageDataConfig(source=str(tmp_path)))
+    assert ds.images["train"].shape[1:] == (1, 8, 8)
 
 
 def test_center_crop_keeps_the_middle(tmp_path):

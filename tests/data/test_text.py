@@ -31,8 +31,19 @@ def test_directory_is_read_recursively_with_glob(tmp_path):
     (tmp_path / "one.txt").write_text("first")
     (tmp_path / "a" / "b" / "two.txt").write_text("second")
     (tmp_path / "a" / "skip.md").write_text("not read")
-    assert read_documents(TextDataConfig(source=str(tmp_path))) == ["second", "first"]  # sorted paths
+    (tmp_path / "a" / "image.png").write_bytes(b"\x89PNG not text")
+    txt = TextDataConfig(source=str(tmp_path), glob="**/*.txt")
+    assert read_documents(txt) == ["second", "first"]  # sorted paths
     assert read_documents(TextDataConfig(source=str(tmp_path), glob="**/*.md")) == ["not read"]
+    report: dict = {}  # the default: every text or code file, and a report of what was skipped
+    assert read_documents(TextDataConfig(source=str(tmp_path)), report) == ["second", "not read", "first"]
+    assert report == {
+        "files_matched": 4,
+        "files_read": 3,
+        "files_skipped": 1,
+        "read_by_suffix": ".txt 2, .md 1",
+        "skipped_by_suffix": ".png 1",
+    }
     with pytest.raises(UserError, match=r"no files matching '\*\.csv'"):
         read_documents(TextDataConfig(source=str(tmp_path), glob="*.csv"))
 
