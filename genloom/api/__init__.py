@@ -75,18 +75,19 @@ def train(
 ) -> TrainResult:
     """Train a model into the run directory `out` (created, resumed or replaced as asked)."""
     out = rundir.check_out_dir(out, overwrite=overwrite, resume=resume)
-    fam = get_family(family)
-    if resume:
-        rc = resume_config(out, family, preset, config, data, sets)
-    else:
-        rc = resolve_config(family, preset, config, data, sets)
-    if fam.modality == "image":
-        return train_images(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
-    if fam.modality != "text":
-        raise UserError(f"family {family!r} cannot be trained yet")
-    if fam.objective == "seq2seq":  # pairs, not a corpus
-        return train_seq2seq(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
-    return train_text(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
+    with rundir.writer_lock(out, create=False):  # an existing run: no other process writes it meanwhile
+        fam = get_family(family)
+        if resume:
+            rc = resume_config(out, family, preset, config, data, sets)
+        else:
+            rc = resolve_config(family, preset, config, data, sets)
+        if fam.modality == "image":
+            return train_images(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
+        if fam.modality != "text":
+            raise UserError(f"family {family!r} cannot be trained yet")
+        if fam.objective == "seq2seq":  # pairs, not a corpus
+            return train_seq2seq(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
+        return train_text(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
 
 
 def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | MaskedLanguageModel | Translator:

@@ -14,6 +14,7 @@ from torch import nn
 from genloom import run as rundir
 from genloom.api.runs import (
     RunConfig,
+    build_model,
     end_summary,
     load_run_model,
     read_run_config,
@@ -111,16 +112,15 @@ def train_images(
 ) -> TrainResult:
     pipe = prepare_images(rc)
     if resume:
-        rundir.recover(out)
         if saved_stamp(out).get("images") != pipe.stamp["images"]:
             raise UserError(f"--resume {out}: the images differ from those this run was trained on")
     else:
         rc = _fit_to_data(rc, pipe.data)
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
-    model = fam.model(rc.model)
+    model = build_model(fam, rc.model)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    start_run(out, rc, pipe.stamp, resume)
     trainer = Trainer(model, rc.train, pipe.data, out, sampler=_image_sampler(out, rc), log=log)
+    start_run(out, rc, pipe.stamp, resume, trainer)
     result = trainer.fit(resume=resume)
     model_info = {"parameters": sum(p.numel() for p in model.parameters())}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "images_per_s")

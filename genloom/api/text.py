@@ -15,6 +15,7 @@ from torch import nn
 from genloom import run as rundir
 from genloom.api.runs import (
     RunConfig,
+    build_model,
     end_summary,
     file_hash,
     fingerprint,
@@ -107,7 +108,6 @@ def train_text(
 ) -> TrainResult:
     """Train a text family (GPT, BERT) on `rc`'s corpus: tokenizer, stamps, trainer, card."""
     if resume:
-        rundir.recover(out)
         saved = saved_stamp(out)
         tokenizer = load_tokenizer(out / rundir.TOKENIZER)
         if tokenizer.vocab_size != rc.model.vocab_size or saved.get("tokenizer") != file_hash(out / rundir.TOKENIZER):
@@ -125,15 +125,15 @@ def train_text(
         if isinstance(pipe.tokenizer, WordPieceTokenizer) and fam.objective == "masked":  # its [PAD] is the model's
             rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
-    model = fam.model(rc.model)  # also validates the config against the data before writing
+    model = build_model(fam, rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    start_run(out, rc, pipe.stamp, resume, pipe.tokenizer)
     sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
     batches: TokenData | MaskedTokenData = pipe.data
     if fam.objective == "masked":  # BERT: framed windows masked by the recipe; nothing to sample
         batches = masked_data(rc, pipe)
         sampler = None
     trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
+    start_run(out, rc, pipe.stamp, resume, trainer, pipe.tokenizer)
     result = trainer.fit(resume=resume)
     model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")
