@@ -9,6 +9,7 @@ complete, human-editable and enough to rebuild a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -86,14 +87,19 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 raise bad from None
         raise bad
     if annotation is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise bad from None
-        raise bad
+        if number is None:
+            raise bad
+        if not math.isfinite(number):  # NaN passes every `x <= 0` check; inf trains to NaN weights
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -168,13 +174,17 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file, with a one-line error naming the file on any problem."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path}: not a file (expected a TOML config file)")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML ({e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:  # binary content fails to decode first
+        raise UserError(f"{path}: not valid TOML ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
 
 
 def dump_toml(data: dict[str, Any], header: str = "") -> str:

@@ -354,8 +354,8 @@ def check_out_dir(out: str | Path, *, overwrite: bool, resume: bool) -> Path:
             raise UserError(f"--out {out}: already exists; pass --resume to continue it or --overwrite to replace it")
         if run_marker(out) is None:
             raise UserError(
-                f"--out {out}: not a genloom run (its {CONFIG} has no '{RUN_MARKER}' marker); "
-                "refusing to delete it, remove it yourself"
+                f"--out {out}: not a genloom run; refusing to delete it (no {CONFIG} with the "
+                f"'{RUN_MARKER}' marker; remove it yourself if it should go)"
             )
         foreign = _foreign_entries(out)
         if foreign:

@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from genloom.data.files import check_data_file, read_data_file
 from genloom.errors import UserError
 from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
 
@@ -83,9 +84,9 @@ def _decode(raw: bytes, path: Path, cfg: TextDataConfig) -> str:
         raise UserError(f"data.encoding: unknown encoding {cfg.encoding!r}") from None
 
 
-def _read_jsonl(path: Path, cfg: TextDataConfig) -> list[str]:
+def _read_jsonl(raw: bytes, path: Path, cfg: TextDataConfig) -> list[str]:
     docs = []
-    for lineno, line in enumerate(_decode(path.read_bytes(), path, cfg).splitlines(), start=1):
+    for lineno, line in enumerate(_decode(raw, path, cfg).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -110,12 +111,16 @@ def read_documents(cfg: TextDataConfig) -> list[str]:
             raise UserError(f"{path}: no files matching {cfg.glob!r} (set --glob to choose files)")
     else:
         files = [path]
+    total = 0
+    for file in files:  # every size first: a corpus too large for memory is refused before any reading
+        total += check_data_file(file, total)
     docs: list[str] = []
     for file in files:
+        raw = read_data_file(file)
         if file.suffix == ".jsonl":
-            docs.extend(_read_jsonl(file, cfg))
+            docs.extend(_read_jsonl(raw, file, cfg))
         else:
-            docs.append(_decode(file.read_bytes(), file, cfg))
+            docs.append(_decode(raw, file, cfg))
     return docs
 
 
