@@ -466,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"genloom: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as e:  # the place a file goes is full, read-only, ... (genloom.run.WRITE_ERRNOS)
-        from genloom.run import WRITE_ERRNOS
+    except OSError as e:  # the place a file goes is full, read-only, ... (genloom.errors.WRITE_ERRNOS)
+        from genloom.errors import WRITE_ERRNOS
 
         if e.errno not in WRITE_ERRNOS:
             raise

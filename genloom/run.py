@@ -28,7 +28,6 @@ deletes) temp files, so a reader never disturbs a live training.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -41,7 +40,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from genloom.errors import UserError
+from genloom.errors import WRITE_ERRNOS, UserError
 
 CONFIG = "config.toml"
 WEIGHTS = "model.safetensors"
@@ -76,10 +75,6 @@ RUN_FILES = frozenset(
         "reward_head.safetensors",
         "value_head.safetensors",
     }
-)
-# errors of the place a run is written to, not of genloom: reported as one line, not a traceback
-WRITE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
 )
 
 

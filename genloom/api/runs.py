@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
-from genloom.config import build, merge, parse_sets, read_toml, to_dict
+from genloom.config import build, merge, parse_sets, read_json_object, read_toml, to_dict
 from genloom.errors import UserError
 from genloom.models import Family, get_family, get_preset
 from genloom.tokenizers import Tokenizer
@@ -188,19 +188,6 @@ def load_run_model(run_dir: Path, fam: Family, rc: RunConfig, checkpoint: str) -
     rundir.load_weights(model, run_dir / weights)
     model.eval()
     return model
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON file that must hold an object (empty if the file is absent); one line naming it otherwise."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise UserError(f"{path}: not readable JSON ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def saved_stamp(out: Path) -> dict[str, str]:

@@ -366,9 +366,10 @@ def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") ->
 def hf_model_type(path: Path) -> str | None:
     """The `model_type` of a Hugging Face config.json (None when unreadable; the loader then says why)."""
     try:
-        return json.loads((path / "config.json").read_text()).get("model_type")
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
+    return model_type if isinstance(model_type, str) else None
 
 
 def load_hf_dir(path: Path) -> LanguageModel:
