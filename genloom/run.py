@@ -308,11 +308,9 @@ def run_marker(path: str | Path) -> int | None:
     return marker if isinstance(marker, int) and not isinstance(marker, bool) else None
 
 
-def config_text(config: dict[str, Any], header: str) -> str:
-    """A run's config.toml: the marker first, then the config."""
-    from genloom.config import dump_toml
-
-    return dump_toml({RUN_MARKER: RUN_FORMAT, **config}, header)
+def marked(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config as config.toml holds it: the run marker first, then the config."""
+    return {RUN_MARKER: RUN_FORMAT, **config}
 
 
 def _foreign_entries(path: Path) -> list[str]:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
-from genloom.config import build, merge, parse_sets, read_json_object, read_toml, to_dict
+from genloom.config import build, dump_toml, merge, parse_sets, read_json_object, read_toml, to_dict
 from genloom.errors import UserError
 from genloom.models import Family, get_family, get_preset
 from genloom.tokenizers import Tokenizer
@@ -254,7 +254,9 @@ def start_run(
     checkpoint is restored first, so a resume that fails leaves config.toml as it was."""
     if resume:
         trainer.restore()
-    rundir.atomic_write_text(out / rundir.CONFIG, rundir.config_text(rc.to_dict(), f"genloom run config ({rc.family})"))
+    rundir.atomic_write_text(
+        out / rundir.CONFIG, dump_toml(rundir.marked(rc.to_dict()), f"genloom run config ({rc.family})")
+    )
     if not resume:  # config.toml first: it carries the marker that lets --overwrite clear a half-started run
         if tokenizer is not None:
             tokenizer.save(out / rundir.TOKENIZER)

@@ -224,7 +224,7 @@ def tune(
     run_config["model"]["vocab_size"] = tokenizer.vocab_size
     run_config["train"] = to_dict(cfg.train)
     rundir.atomic_write_text(
-        out / rundir.CONFIG, rundir.config_text(run_config, f"genloom run config (gpt, tuned with {method})")
+        out / rundir.CONFIG, dump_toml(rundir.marked(run_config), f"genloom run config (gpt, tuned with {method})")
     )
     tokenizer.save(out / rundir.TOKENIZER)
     if template is not None:
