@@ -322,7 +322,7 @@ def _is_empty(path: Path) -> bool:
     return all(p.name == LOCK for p in path.iterdir())
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """`out`, or the nearest existing folder above it, must be a writable directory."""
     existing = out
     while not existing.exists() and existing != existing.parent:
@@ -338,7 +338,7 @@ def check_out_dir(out: str | Path, *, overwrite: bool, resume: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    _check_writable(out)
+    check_writable(out)
     if resume:
         if not is_run(out):
             raise UserError(f"--out {out}: no run to resume there")

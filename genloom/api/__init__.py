@@ -157,9 +157,12 @@ def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint:
     if (Path(run_dir) / rundir.CONFIG).exists() and read_run_config(run_dir).family == "bert":
         return export_hf(run_dir, out, checkpoint)
     lm = load(run_dir, checkpoint)
+    if not isinstance(lm, LanguageModel):
+        raise UserError(f"{run_dir}: --format hf exports text runs (gpt, bert), not a {type(lm).__name__}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out}: already exists and is not empty")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: already exists and is not an empty directory")
+    rundir.check_writable(out)
     save_hf(lm.model, lm.tokenizer, out)  # type: ignore[arg-type]
     return out
 

@@ -35,6 +35,7 @@ from genloom.evaluate.images import (
     save_grid,
 )
 from genloom.evaluate.images import features as image_features
+from genloom.generation.config import MIN_SCALE
 from genloom.models import Family, get_family
 from genloom.train import Trainer, TrainResult
 
@@ -233,8 +234,8 @@ class ImageModel:
         if temperature is not None:
             if family not in ("flow", "pixelcnn"):
                 raise UserError(f"temperature applies to flow and pixelcnn runs; this run is {family}")
-            if temperature <= 0:
-                raise UserError(f"temperature must be positive, got {temperature}")
+            if not (MIN_SCALE <= temperature <= 1 / MIN_SCALE):  # 1e-300 or NaN would sample inf/NaN pixels
+                raise UserError(f"temperature must be in [{MIN_SCALE}, {1 / MIN_SCALE:g}], got {temperature}")
             kwargs["temperature"] = temperature
         labels = self.labels_for(n, label)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -186,8 +186,20 @@ def load_run_model(run_dir: Path, fam: Family, rc: RunConfig, checkpoint: str) -
         raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     model = build_for_weights(fam, rc, run_dir / weights)
     rundir.load_weights(model, run_dir / weights)
+    check_finite(model, run_dir / weights)
     model.eval()
     return model
+
+
+def check_finite(model: nn.Module, path: Path) -> None:
+    """Refuse weights with NaN or infinite values (a diverged training): they sample garbage and evaluate
+    to NaN, so sample, eval, serve and export say so instead."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise UserError(
+                f"{path}: tensor {name!r} holds NaN or infinite values (the training diverged); "
+                "try --checkpoint best, or train again with a lower train.lr"
+            )
 
 
 def saved_stamp(out: Path) -> dict[str, str]:

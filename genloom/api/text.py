@@ -36,6 +36,7 @@ from genloom.data.text import (
     build_tokenizer,
     encode_documents,
     load_corpus,
+    resolve_source,
 )
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
@@ -62,8 +63,9 @@ def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipel
     """Read and preprocess the corpus, build (or reuse) the tokenizer, encode both splits."""
     corpus = load_corpus(rc.data)
     tokenizer = tokenizer or build_tokenizer(corpus, rc.data)
-    train_ids = encode_documents(corpus.train, tokenizer)
-    val_ids = encode_documents(corpus.val, tokenizer)
+    source = str(resolve_source(rc.data.source))
+    train_ids = encode_documents(corpus.train, tokenizer, source)
+    val_ids = encode_documents(corpus.val, tokenizer, source)
     data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
     stats = {
         **corpus.stats,
@@ -348,6 +350,7 @@ def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") ->
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out}: exists and is not an empty directory; choose a new one")
+    rundir.check_writable(out)
     lm = load_text_run(Path(run_dir), read_run_config(run_dir), checkpoint)
     if not isinstance(lm, MaskedLanguageModel):
         raise UserError(f"{run_dir}: Hugging Face export is implemented for bert runs; this run is not one")

@@ -193,10 +193,14 @@ def build_tokenizer(corpus: Corpus, cfg: TextDataConfig) -> Tokenizer:
     return train_tokenizer(cfg.tokenizer, corpus.train, vocab_size=cfg.vocab_size)
 
 
-def encode_documents(docs: list[str], tokenizer: Tokenizer) -> torch.Tensor:
-    """Token ids of the documents joined by the tokenizer's separator, as one int64 tensor."""
+def encode_documents(docs: list[str], tokenizer: Tokenizer, source: str = "corpus") -> torch.Tensor:
+    """Token ids of the documents joined by the tokenizer's separator, as one int64 tensor; an error
+    names `source`, the corpus the documents came from (e.g. a character the vocabulary lacks)."""
     if isinstance(tokenizer, CharTokenizer):
-        ids = tokenizer.encode(CHAR_DOC_SEPARATOR.join(docs))
+        try:
+            ids = tokenizer.encode(CHAR_DOC_SEPARATOR.join(docs))
+        except UserError as e:
+            raise UserError(f"{source}: {e}") from None
     else:
         ids = []
         for doc_ids in tokenizer.encode_batch(docs):

@@ -183,6 +183,11 @@ def tune(
         raise UserError(f"{base.run_dir}: genloom tune works on gpt runs, not {type(base.model).__name__}")
     base_model = base.model
     block = base_model.config.block_size
+    if method == "ppo" and cfg.max_new_tokens >= block:  # a rollout needs room for at least one prompt token
+        raise UserError(
+            f"max_new_tokens: rollouts of {cfg.max_new_tokens} tokens do not fit the base run's context of "
+            f"{block} tokens with a prompt; set max_new_tokens={max(1, block // 2)} (at most {block - 1})"
+        )
     torch.manual_seed(cfg.train.seed)
     policy = copy.deepcopy(base_model)
     tokenizer, template = base.tokenizer, base.chat_template
