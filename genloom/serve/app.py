@@ -14,7 +14,6 @@ import asyncio
 import base64
 import io
 import json
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +26,7 @@ from genloom.chat import stop_sequences
 from genloom.errors import UserError
 from genloom.generation import GenerationConfig, TokenLogprob
 from genloom.serve import schemas as s
+from genloom.serve.middleware import Guard, check_api_key, key_matches
 from genloom.serve.scheduler import Event, Job, QueueFull, Scheduler
 
 STATIC = Path(__file__).parent / "static"
@@ -36,7 +36,7 @@ MODELS = f"{V1}/models"
 COMPLETIONS = f"{V1}/completions"
 CHAT_COMPLETIONS = f"{V1}/chat/completions"
 IMAGES = f"{V1}/images/generations"
-MAX_BODY_BYTES = 1_000_000  # larger request bodies get 413 before they are parsed
+MAX_BODY_BYTES = 1_000_000  # larger request bodies get 413 before they are parsed (serve/middleware.py)
 
 
 class APIError(Exception):
@@ -76,24 +76,6 @@ def user_error(e: UserError, default_param: str | None = None) -> APIError:
     first = message.split(" ", 1)[0].rstrip(":")
     param = first if first.replace("_", "").isalpha() and first.islower() else default_param
     return APIError(400, message, param)
-
-
-class BodyLimit:
-    """ASGI middleware: a request whose Content-Length is over MAX_BODY_BYTES gets 413 before it is read."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                from fastapi.responses import JSONResponse
-
-                body = error_body(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-                await JSONResponse(body, 413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class Served:
@@ -195,7 +177,7 @@ def generation_configs(
         )
     bias: dict[int, float] = {}
     for key, value in (req.logit_bias or {}).items():
-        if not key.lstrip("-").isdigit() or not -100 <= value <= 100:
+        if not (key.isascii() and key.lstrip("-").isdigit()) or not -100 <= value <= 100:  # "²".isdigit() too
             raise APIError(
                 400,
                 f"logit_bias: expected token ids mapped to values in [-100, 100], got {key!r}: {value}",
@@ -271,6 +253,7 @@ def merge(events: list[Event]) -> list[Event]:
             last.text += ev.text
             last.logprobs = [*last.logprobs, *ev.logprobs]
             last.finish_reason, last.completion_tokens, last.error = ev.finish_reason, ev.completion_tokens, ev.error
+            last.user_error = ev.user_error
         else:
             merged.append(ev)
     return merged
@@ -300,6 +283,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    check_api_key(api_key)  # before the runs load: an empty key is a mistake, not "no key"
     served = Served(runs)
     scheduler = Scheduler(served.text, max_batch=max_batch, max_queue=max_queue, on_step=on_step)
 
@@ -356,14 +340,11 @@ def create_app(
     async def bug(request: Request, e: Exception) -> JSONResponse:
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), 500)
 
-    app.add_middleware(BodyLimit)
+    # the API key, the body limit (chunked too), the content type and disconnects, before any route runs
+    app.add_middleware(Guard, api_key=api_key, max_body=MAX_BODY_BYTES, error_body=error_body)
 
-    async def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        token = given[7:] if given[:7].lower() == "bearer " else ""
-        if not secrets.compare_digest(token.encode(), api_key.encode()):
+    async def authorize(request: Request) -> None:  # the middleware checked already; kept for the schema's sake
+        if api_key is not None and not key_matches(request.headers.get("authorization", ""), api_key):
             raise APIError(
                 401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'", None, "invalid_api_key"
             )
@@ -406,7 +387,8 @@ def create_app(
             while done < len(jobs):
                 ev = await events.get()
                 if ev.error is not None:
-                    raise APIError(500, f"generation failed: {ev.error}", None, "server_error")
+                    status = 400 if ev.user_error else 500  # the request's own numbers, or a bug
+                    raise APIError(status, f"generation failed: {ev.error}", None, "generation_failed")
                 texts[ev.index] += ev.text
                 logprobs[ev.index].extend(ev.logprobs)
                 tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
@@ -441,7 +423,7 @@ def create_app(
                     out = []
                     for ev in merge(ready):
                         if ev.error is not None:
-                            yield sse(error_body(500, f"generation failed: {ev.error}"))
+                            yield sse(error_body(400 if ev.user_error else 500, f"generation failed: {ev.error}"))
                             return
                         tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
                         done += ev.finish_reason is not None
@@ -646,7 +628,7 @@ def image_label(handle: gl.ImageModel, prompt: str) -> int | None:
     lowered = [n.lower() for n in names]
     if prompt.lower() in lowered:
         return lowered.index(prompt.lower())
-    if prompt.isdigit() and int(prompt) < len(names):
+    if prompt.isascii() and prompt.isdigit() and int(prompt) < len(names):  # not "²" or "٣"
         return int(prompt)
     raise APIError(
         400, f"prompt: {prompt!r} is not a class of this model; one of: {', '.join(names)}", "prompt", "unknown_label"
