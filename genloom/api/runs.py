@@ -135,6 +135,11 @@ def resume_config(
 ) -> RunConfig:
     """The saved config, with whatever the user gave on top; only a few fields may change."""
     saved = read_run_config(out)
+    if not (out / DATA_STAMP).exists():  # start_run writes it last, before the first step
+        raise UserError(
+            f"--resume {out}: the run stopped before it was set up (no {DATA_STAMP}); "
+            "start it again with --overwrite instead of --resume"
+        )
     if saved.family != family:
         raise UserError(f"--resume {out}: that run is family {saved.family!r}, not {family!r}")
     # the preset is not applied again: it is already in the saved config, and re-applying it over the
