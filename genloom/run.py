@@ -269,18 +269,24 @@ def append_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All complete metric records; a half-written last line (from a kill) is ignored."""
+    """All complete metric records; a half-written last line (from a kill) is ignored, any other line
+    that is not a JSON object with an integer "step" is a `UserError` naming the line."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for lineno, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):  # rows of another shape: not ours
-            records.append(record)
+            if lineno == len(lines):  # the line a kill cut short
+                continue
+            raise UserError(f"{path}:{lineno}: not valid JSON (each line is one metrics record)") from None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise UserError(f"{path}:{lineno}: expected a JSON object with an integer 'step', got {line[:40]!r}")
+        records.append(record)
     return records
 
 
