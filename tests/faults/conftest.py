@@ -92,3 +92,13 @@ def run(base_run: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(base_run, copy)
     return copy
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A class-conditional GAN on the bundled digits, two steps: enough to load, serve and export."""
+    import genloom as gl
+
+    out = tmp_path_factory.mktemp("faults-images") / "digits-gan"
+    gl.train("gan", out=out, preset="debug", sets=["train.progress=false", "train.max_iters=2"])
+    return out

@@ -194,13 +194,6 @@ def test_a_config_that_does_not_match_the_weights_is_refused_before_allocating(c
     assert digest(run) == before
 
 
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("faults-images") / "gan"
-    gl.train("gan", out=out, preset="debug", sets=["train.progress=false", "train.max_iters=2"])
-    return out
-
-
 def test_export_of_an_image_run_is_one_line(capsys, image_run, tmp_path):
     before = digest(image_run)
     outcome = cli(capsys, "export", str(image_run), "--out", str(tmp_path / "hf"))
