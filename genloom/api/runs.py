@@ -217,7 +217,7 @@ def _memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def build_model(fam: Family, cfg: Any) -> nn.Module:
+def build_model(fam: Family, cfg: Any) -> Any:  # the family's own model class
     """The family's model for `cfg`, sized on the meta device first: a model whose parameters do not fit
     in this machine's memory is a `UserError` with the numbers, not an allocation failure."""
     meta = _meta_model(fam, cfg)
