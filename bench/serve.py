@@ -228,7 +228,7 @@ def abuse_section(result: dict[str, Any]) -> str:
 
     machine = machine_info()
     return f"""
-Command: `python bench/serve.py --abuse-only`. {result["uploads"]} uploads of {result["size"] / 1e6:.0f} MB each, sent with
+Command: `python bench/serve.py {" ".join(sys.argv[1:])}`. {result["uploads"]} uploads of {result["size"] / 1e6:.0f} MB each, sent with
 `Transfer-Encoding: chunked` (no Content-Length for the server to refuse up front) over raw sockets to a real
 `genloom serve --api-key KEY` process on 127.0.0.1, alternately without the key and with it. Machine: {machine["cpu"]},
 torch {machine["torch"]}, Python {machine["python"]}; run at {time.strftime("%H:%M UTC on %Y-%m-%d", time.gmtime())}.

@@ -19,6 +19,11 @@ from genloom.cli import main
 TINY = ["train.max_iters=4", "train.eval_interval=2", "train.eval_iters=1", "train.sample_tokens=0"]
 
 
+def train_args(data: Path | str, out: Path, *extra: str) -> list[str]:
+    sets = [a for s in TINY for a in ("--set", s)]
+    return ["train", "gpt", "--data", str(data), "--preset", "debug", "--out", str(out), "--no-progress", *sets, *extra]
+
+
 @dataclass
 class Outcome:
     code: int
@@ -76,13 +81,7 @@ def digest(path: Path) -> dict[str, str]:
 def base_run(tmp_path_factory: pytest.TempPathFactory, small_text: Path) -> Path:
     """A finished debug run with a checkpoint, made once; tests copy it (`run`) or only read it."""
     out = tmp_path_factory.mktemp("faults") / "base"
-    assert (
-        main(
-            ["train", "gpt", "--data", str(small_text), "--preset", "debug", "--out", str(out), "--no-progress"]
-            + [a for s in TINY for a in ("--set", s)]
-        )
-        == 0
-    )
+    assert main(train_args(small_text, out)) == 0
     return out
 
 

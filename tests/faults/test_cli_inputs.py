@@ -15,13 +15,7 @@ import genloom as gl
 from genloom import run as rundir
 from genloom.data.files import MEMORY_PER_BYTE, memory_bytes
 
-from .conftest import TINY, assert_clean, cli, digest
-
-
-def train_args(data: Path | str, out: Path, *extra: str) -> list[str]:
-    sets = [a for s in TINY for a in ("--set", s)]
-    return ["train", "gpt", "--data", str(data), "--preset", "debug", "--out", str(out), "--no-progress", *sets, *extra]
-
+from .conftest import assert_clean, cli, digest, train_args
 
 # ---- 9. numbers, sizes and data that used to end in a traceback ----------------------------------------------
 

@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +15,7 @@ from genloom import run as rundir
 from genloom.errors import UserError
 from genloom.train import Trainer
 
-from .conftest import TINY, assert_clean, cli, cli_process, digest
-
-
-def train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    sets = [a for s in TINY for a in ("--set", s)]
-    return ["train", "gpt", "--data", str(data), "--preset", "debug", "--out", str(out), "--no-progress", *sets, *extra]
-
+from .conftest import TINY, assert_clean, cli, cli_process, digest, train_args
 
 # ---- 1. --overwrite deletes only a genloom run ------------------------------------------------------------
 
