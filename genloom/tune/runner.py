@@ -183,11 +183,6 @@ def tune(
         raise UserError(f"{base.run_dir}: genloom tune works on gpt runs, not {type(base.model).__name__}")
     base_model = base.model
     block = base_model.config.block_size
-    if method == "ppo" and cfg.max_new_tokens >= block:  # a rollout needs room for at least one prompt token
-        raise UserError(
-            f"max_new_tokens: rollouts of {cfg.max_new_tokens} tokens do not fit the base run's context of "
-            f"{block} tokens with a prompt; set max_new_tokens={max(1, block // 2)} (at most {block - 1})"
-        )
     torch.manual_seed(cfg.train.seed)
     policy = copy.deepcopy(base_model)
     tokenizer, template = base.tokenizer, base.chat_template
@@ -213,6 +208,11 @@ def tune(
             objective = DPOObjective(policy, cfg.beta, cfg.label_smoothing)
     else:
         reward_fn = resolve_reward(reward, load_run)
+        if cfg.max_new_tokens >= block:  # a rollout needs room for at least one prompt token
+            raise UserError(
+                f"max_new_tokens: rollouts of {cfg.max_new_tokens} tokens do not fit the base run's context of "
+                f"{block} tokens with a prompt; set max_new_tokens={max(1, block // 2)} (at most {block - 1})"
+            )
         prompts = tdata.read_prompts(data)
         train_q, val_q = tdata.split_by_key(prompts, prompts, cfg.val_fraction)
         batches = PromptData(render_prompts(train_q, template), render_prompts(val_q, template))
