@@ -32,13 +32,13 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from genloom.errors import WRITE_ERRNOS, UserError
 
@@ -136,13 +136,26 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         _commit(tmp, path)
 
 
-def _write_weights_tmp(model: torch.nn.Module, path: Path, step: int) -> Path:
+def _write_safetensors_tmp(write: Callable[[str], None], path: Path) -> Path:
+    """`write(tmp_path)` a safetensors file beside `path`, with the run's file mode, fsynced."""
     tmp = path.with_name(path.name + _TMP)
     with _writing(path, tmp):
-        save_model(model, str(tmp), metadata={"step": str(step), "format": "pt"})
+        write(str(tmp))
         os.chmod(tmp, _file_mode())  # safetensors creates 0600; a run's files all get the umask's mode
         _fsync_file(tmp)
     return tmp
+
+
+def _write_weights_tmp(model: torch.nn.Module, path: Path, step: int) -> Path:
+    return _write_safetensors_tmp(lambda f: save_model(model, f, metadata={"step": str(step), "format": "pt"}), path)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Save named tensors atomically as safetensors (adapters, reward and value heads of tuned runs)."""
+    path = Path(path)
+    tmp = _write_safetensors_tmp(lambda f: save_file(tensors, f, metadata={"format": "pt"}), path)
+    with _writing(path, tmp):
+        _commit(tmp, path)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, step: int) -> None:

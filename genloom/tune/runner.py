@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from genloom import run as rundir
@@ -250,10 +250,10 @@ def tune(
         merge_lora(policy)
     if method == "reward":
         head = {f"head.{k}": v.contiguous() for k, v in objective.head.state_dict().items()}
-        extra_files[REWARD_HEAD] = lambda: save_file(head, str(out / REWARD_HEAD))
+        extra_files[REWARD_HEAD] = lambda: rundir.save_tensors(head, out / REWARD_HEAD)
     if method == "ppo":
         vh = {k: v.contiguous() for k, v in objective.value_head.state_dict().items()}
-        extra_files[VALUE_HEAD] = lambda: save_file(vh, str(out / VALUE_HEAD))
+        extra_files[VALUE_HEAD] = lambda: rundir.save_tensors(vh, out / VALUE_HEAD)
     rundir.save_weights(policy, out / rundir.WEIGHTS, result.step)
     for write in extra_files.values():
         write()

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 import genloom as gl
 from genloom import run as rundir
@@ -235,14 +236,16 @@ def test_out_under_a_file_is_one_line(capsys, tmp_path, small_text):
 # ---- 12. checkpoint files get the run's permissions ---------------------------------------------------------
 
 
-def test_checkpoint_files_get_the_same_permissions_as_the_rest_of_the_run(base_run):
-    def mode(name: str) -> int:
-        return stat.S_IMODE((base_run / name).stat().st_mode)
+def test_checkpoint_files_get_the_same_permissions_as_the_rest_of_the_run(base_run, tmp_path):
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
 
     expected = 0o666 & ~_umask()
-    assert mode(rundir.CONFIG) == expected
+    assert mode(base_run / rundir.CONFIG) == expected
     for name in (rundir.WEIGHTS, rundir.BEST, rundir.STATE, rundir.TOKENIZER, rundir.METRICS):
-        assert mode(name) == expected, name
+        assert mode(base_run / name) == expected, name
+    rundir.save_tensors({"head.weight": torch.zeros(2)}, tmp_path / "value_head.safetensors")  # tuned runs' extras
+    assert mode(tmp_path / "value_head.safetensors") == expected
 
 
 def _umask() -> int:
