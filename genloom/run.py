@@ -332,13 +332,19 @@ def marked(config: dict[str, Any]) -> dict[str, Any]:
     return {RUN_MARKER: RUN_FORMAT, **config}
 
 
+def _run_made(name: str) -> bool:
+    """A name a run makes, or the temp file of one (`config.toml.tmp`)."""
+    return name in RUN_FILES or (name.endswith(_TMP) and name.removesuffix(_TMP) in RUN_FILES)
+
+
 def _foreign_entries(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.endswith(_TMP))
+    return sorted(p.name for p in path.iterdir() if not _run_made(p.name))
 
 
 def _is_empty(path: Path) -> bool:
-    """No entries besides a writer lock (left by a run killed before it wrote anything)."""
-    return all(p.name == LOCK for p in path.iterdir())
+    """No entries besides a writer lock and temp files of a run: what a run killed before its first
+    file was complete leaves (a kill in the middle of writing config.toml)."""
+    return all(p.name == LOCK or (p.name.endswith(_TMP) and _run_made(p.name)) for p in path.iterdir())
 
 
 def check_writable(out: Path) -> None:

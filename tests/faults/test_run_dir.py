@@ -253,3 +253,18 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def test_every_file_a_run_makes_is_one_overwrite_may_delete(base_run, image_run):
+    """RUN_FILES must name all a run writes, or --overwrite would refuse genloom's own runs."""
+    for run in (base_run, image_run):
+        assert {p.name for p in run.iterdir()} <= rundir.RUN_FILES, run
+
+
+def test_a_run_killed_while_writing_its_first_file_starts_again(capsys, tmp_path, small_text):
+    out = tmp_path / "born"
+    out.mkdir()
+    (out / (rundir.CONFIG + ".tmp")).write_text("genloom_run = 1\n[mod")  # a kill in the first write
+    (out / rundir.LOCK).write_text("12345\n")
+    assert cli(capsys, *train_args(small_text, out)).code == 0
+    assert not (out / (rundir.CONFIG + ".tmp")).exists() and rundir.run_marker(out) == rundir.RUN_FORMAT
