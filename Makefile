@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 # The CPU build of torch; pinned here so pip never pulls a multi-GB CUDA build. Users elsewhere get torch>=2.4.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean system-deps
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ lint: install
 	$(BIN)/ruff format --check genloom tests bench
 	$(BIN)/mypy
 
-test: lint
+# What the tests need from the system, installed the way a fresh Debian machine gets it: Chromium for
+# the playground test (tests/serve/test_playground.py). sudo only when not root.
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 	PYTHON=$(PYTHON) TORCH="$(TORCH)" scripts/wheel_smoke.sh  # the wheel, installed in a fresh venv, outside the repo
 

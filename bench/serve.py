@@ -9,11 +9,16 @@
    with continuous batching (`--max-batch 16`) and without (`--no-batching`: one request at a time).
    Both servers run side by side and are measured alternately, `--rounds` times; medians and their
    ratio are reported. Bar: ≥ 3×.
+3. Chunked-upload abuse (issue 13): 20 uploads of 60 MB each with `Transfer-Encoding: chunked` (no
+   Content-Length to refuse up front), with and without the API key, against a server with a key.
+   Reported: each answer's status, the bytes the client got to send before it, and the server's RSS
+   growth over the 20 uploads. Bar: ≤ 5 MB. `--abuse-only` runs just this part.
 
 The servers are real `genloom serve` processes on 127.0.0.1 (1 torch thread each; the clients use
 httpx in this process). Results go to bench/RESULTS.md (section "serve").
 
     python bench/serve.py --rounds 3
+    python bench/serve.py --abuse-only
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import json
 import os
 import platform
+import select
 import socket
 import statistics
 import subprocess
@@ -172,6 +178,68 @@ async def load(server: Server, requests: int, clients: int, stream: bool) -> tup
     return results, wall
 
 
+def chunked_upload(
+    url: str, path: str, total: int, headers: dict[str, str], chunk: int = 1 << 16, timeout: float = 60
+) -> tuple[int, int]:
+    """POST `total` bytes as a `Transfer-Encoding: chunked` body over a raw socket (a body that declares
+    no length), stopping as soon as the server answers; returns (HTTP status, body bytes sent)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Transfer-Encoding: chunked"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    piece = b"x" * chunk
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            while sent < total and not select.select([sock], [], [], 0)[0]:  # until the server has answered
+                n = min(chunk, total - sent)
+                sock.sendall(f"{n:x}\r\n".encode() + piece[:n] + b"\r\n")
+                sent += n
+            if sent == total:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection after answering: read its answer
+        answer = sock.recv(4096)
+    return int(answer.split(b" ", 2)[1]), sent
+
+
+def abuse(run: Path, uploads: int = 20, size: int = 60_000_000) -> dict[str, Any]:
+    """`uploads` chunked uploads of `size` bytes (half without the API key); the server's RSS growth."""
+    key = "bench-key"
+    server = Server(run, "--api-key", key)
+    try:
+        chunked_upload(server.url, COMPLETIONS, size, {"Authorization": f"Bearer {key}"})  # warm-up
+        before = rss_mb(server.proc.pid)
+        answers = []
+        for i in range(uploads):
+            headers = {"Authorization": f"Bearer {key}"} if i % 2 else {}
+            answers.append(chunked_upload(server.url, COMPLETIONS, size, headers))
+        after = rss_mb(server.proc.pid)
+    finally:
+        server.stop()
+    return {"answers": answers, "rss_before": before, "rss_after": after, "uploads": uploads, "size": size}
+
+
+def abuse_section(result: dict[str, Any]) -> str:
+    statuses = sorted({status for status, _ in result["answers"]})
+    most = max(sent for _, sent in result["answers"]) / 1e6
+    growth = result["rss_after"] - result["rss_before"]
+    from genloom.api.runs import machine_info
+
+    machine = machine_info()
+    return f"""
+Command: `python bench/serve.py {" ".join(sys.argv[1:])}`. {result["uploads"]} uploads of {result["size"] / 1e6:.0f} MB each, sent with
+`Transfer-Encoding: chunked` (no Content-Length for the server to refuse up front) over raw sockets to a real
+`genloom serve --api-key KEY` process on 127.0.0.1, alternately without the key and with it. Machine: {machine["cpu"]},
+torch {machine["torch"]}, Python {machine["python"]}; run at {time.strftime("%H:%M UTC on %Y-%m-%d", time.gmtime())}.
+
+Answers: {", ".join(str(s) for s in statuses)} (401 without the key, before any of the body is read; 413 with it, once
+the body passes the 1 MB limit); the most any client got to send before its answer: {most:.1f} MB of {result["size"] / 1e6:.0f}.
+Server RSS: {result["rss_before"]:.1f} MB after a warm-up upload, {result["rss_after"]:.1f} MB after the {result["uploads"]}
+uploads: **{growth:+.1f} MB** (bar: ≤ 5 MB).
+"""
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
@@ -197,6 +265,7 @@ def main() -> None:
     parser.add_argument("--gain-requests", type=int, default=48, help="requests per measurement of the batching gain")
     parser.add_argument("--load-requests", type=int, default=200, help="requests of each load run")
     parser.add_argument("--no-write", action="store_true", help="print, do not update bench/RESULTS.md")
+    parser.add_argument("--abuse-only", action="store_true", help="run only the chunked-upload abuse part")
     args = parser.parse_args()
 
     import torch
@@ -206,6 +275,15 @@ def main() -> None:
     run = args.run or train_run(tmp, args.train_iters)
     started = time.strftime("%H:%M UTC on %Y-%m-%d", time.gmtime())
     load_avg = os.getloadavg()[0]
+
+    # ---- 3. chunked-upload abuse (first: it needs only one small server) ------------------------------
+    attack = abuse(run)
+    growth = attack["rss_after"] - attack["rss_before"]
+    print(f"abuse: answers {sorted({s for s, _ in attack['answers']})}, RSS growth {growth:+.1f} MB")
+    if not args.no_write:
+        update_results("serve-abuse", "Serving: chunked-upload abuse (issue 13)", abuse_section(attack))
+    if args.abuse_only:
+        return
 
     # ---- 1. load run --------------------------------------------------------------------------
     server = Server(run, "--max-batch", "32")

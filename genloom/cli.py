@@ -475,6 +475,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"genloom: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # the place a file goes is full, read-only, ... (genloom.errors.WRITE_ERRNOS)
+        from genloom.errors import WRITE_ERRNOS
+
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"genloom: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print("genloom: error: out of memory; make the model, batch or data smaller", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("genloom: interrupted", file=sys.stderr)
         return 130

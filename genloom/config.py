@@ -9,6 +9,8 @@ complete, human-editable and enough to rebuild a run.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import sys
 import types
 from pathlib import Path
@@ -100,14 +102,19 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 raise bad from None
         raise bad
     if annotation is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise bad from None
-        raise bad
+        if number is None:
+            raise bad
+        if not math.isfinite(number):  # NaN passes every `x <= 0` check; inf trains to NaN weights
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -182,13 +189,44 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file, with a one-line error naming the file on any problem."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path}: not a file (expected a TOML config file)")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML ({e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:  # binary content fails to decode first
+        raise UserError(f"{path}: not valid TOML ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def read_json_object(path: str | Path, missing_ok: bool = True) -> dict[str, Any]:
+    """A JSON file that must hold an object ({} if absent and `missing_ok`); one line naming it otherwise."""
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except OSError as e:  # a directory, unreadable, ...
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError (binary content) alike
+        raise UserError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_int_fields(raw: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Each of `keys` present in `raw` (a foreign config.json) must be a JSON integer: a string or float
+    size would otherwise fail deep inside a model's constructor, or be silently rounded."""
+    for key in keys:
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise UserError(f"{where}: {key} must be an integer, got {value!r}")
 
 
 def dump_toml(data: dict[str, Any], header: str = "") -> str:

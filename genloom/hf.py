@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from genloom.config import check_int_fields, read_json_object
 from genloom.errors import UserError
 from genloom.models.gpt import GPT, GPTConfig
 from genloom.tokenizers import Tokenizer, load_tokenizer
@@ -146,15 +147,30 @@ def _llama_config(c: dict[str, Any], where: str) -> GPTConfig:
     )
 
 
+SIZE_FIELDS = (
+    "vocab_size",
+    "n_positions",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "n_inner",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_size",
+    "num_hidden_layers",
+    "intermediate_size",
+    "max_position_embeddings",
+    "head_dim",
+)
+
+
 def read_hf_config(path: Path) -> tuple[str, GPTConfig, dict[str, Any]]:
     """(model_type, GPTConfig, raw config.json) of a Hugging Face directory."""
     where = str(path / CONFIG_FILE)
-    try:
-        raw = json.loads((path / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{where}: not found (a Hugging Face model directory needs config.json)") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e})") from None
+    if not (path / CONFIG_FILE).exists():
+        raise UserError(f"{where}: not found (a Hugging Face model directory needs config.json)")
+    raw = read_json_object(path / CONFIG_FILE)
+    check_int_fields(raw, SIZE_FIELDS, where)
     model_type = raw.get("model_type")
     if model_type not in SUPPORTED:
         raise UserError(

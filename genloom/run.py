@@ -17,21 +17,30 @@ leaves either the old file or the new one. A checkpoint spans two files (weights
 both carry the step, the state is committed first, and `recover()` rolls an interrupted commit forward,
 so the pair on disk always belongs to one step. Weights are safetensors; trainer state is loaded with
 `torch.load(weights_only=True)`. Nothing here unpickles arbitrary objects.
+
+Two rules keep a run safe from its readers and from careless flags (docs/architecture.md, "Run markers
+and the writer lock"): `config.toml` carries the marker `genloom_run = RUN_FORMAT`, and `--overwrite`
+deletes only a directory with that marker and nothing a run does not make; the one process that writes
+a run holds an exclusive `flock` on `writer.lock`, and only that process recovers (rolls forward or
+deletes) temp files, so a reader never disturbs a live training.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
-from genloom.errors import UserError
+from genloom.errors import WRITE_ERRNOS, UserError
 
 CONFIG = "config.toml"
 WEIGHTS = "model.safetensors"
@@ -41,7 +50,57 @@ STATE = "state/trainer.pt"
 METRICS = "metrics.jsonl"
 CARD = "card.md"
 SAMPLES = "samples"
+LOCK = "writer.lock"  # held (flock) by the one process writing the run; holds its pid
+RUN_MARKER = "genloom_run"  # the config.toml key that says "this directory is a genloom run"
+RUN_FORMAT = 1  # its value: the run-directory format version
 _TMP = ".tmp"
+# every top-level name a run (training, tuning, evaluation) makes: --overwrite refuses a directory with others
+RUN_FILES = frozenset(
+    {
+        CONFIG,
+        WEIGHTS,
+        BEST,
+        TOKENIZER,
+        "state",
+        METRICS,
+        CARD,
+        SAMPLES,
+        LOCK,
+        "summary.json",
+        "chat_template.json",
+        "tune.toml",
+        "training",
+        "adapters.safetensors",
+        "adapters.json",
+        "reward_head.safetensors",
+        "value_head.safetensors",
+    }
+)
+
+
+def write_error(path: str | Path, e: OSError) -> UserError:
+    """An OSError from writing `path` (disk full, read-only, ...) as one line naming the file."""
+    return UserError(f"{path}: cannot write it ({e.strerror or e})")
+
+
+@contextlib.contextmanager
+def _writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """Turn a write failure of the place (WRITE_ERRNOS) into a `UserError`, removing our temp file."""
+    try:
+        yield
+    except OSError as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if e.errno in WRITE_ERRNOS:
+            raise write_error(path, e) from None
+        raise
+
+
+def _file_mode() -> int:
+    """The mode a plain `open(..., "w")` gives a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -66,26 +125,45 @@ def _fsync_file(path: Path) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old or the new content, never a mix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + _TMP)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    _commit(tmp, path)
+    with _writing(path, tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        _commit(tmp, path)
+
+
+def _write_safetensors_tmp(write: Callable[[str], None], path: Path) -> Path:
+    """`write(tmp_path)` a safetensors file beside `path`, with the run's file mode, fsynced."""
+    tmp = path.with_name(path.name + _TMP)
+    with _writing(path, tmp):
+        write(str(tmp))
+        os.chmod(tmp, _file_mode())  # safetensors creates 0600; a run's files all get the umask's mode
+        _fsync_file(tmp)
+    return tmp
 
 
 def _write_weights_tmp(model: torch.nn.Module, path: Path, step: int) -> Path:
-    tmp = path.with_name(path.name + _TMP)
-    save_model(model, str(tmp), metadata={"step": str(step), "format": "pt"})
-    _fsync_file(tmp)
-    return tmp
+    return _write_safetensors_tmp(lambda f: save_model(model, f, metadata={"step": str(step), "format": "pt"}), path)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Save named tensors atomically as safetensors (adapters, reward and value heads of tuned runs)."""
+    path = Path(path)
+    tmp = _write_safetensors_tmp(lambda f: save_file(tensors, f, metadata={"format": "pt"}), path)
+    with _writing(path, tmp):
+        _commit(tmp, path)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, step: int) -> None:
     """Save a model's weights atomically as safetensors (shared/tied tensors are stored once)."""
     path = Path(path)
-    _commit(_write_weights_tmp(model, path, step), path)
+    tmp = _write_weights_tmp(model, path, step)
+    with _writing(path, tmp):
+        _commit(tmp, path)
 
 
 def weights_step(path: str | Path) -> int | None:
@@ -95,7 +173,33 @@ def weights_step(path: str | Path) -> int | None:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path}: truncated or corrupt safetensors file ({e})") from None
-    return int(meta["step"]) if "step" in meta else None
+    if "step" not in meta:
+        return None
+    step = meta["step"]
+    if not (step.isascii() and step.isdigit()):
+        raise UserError(f"{path}: metadata 'step' must be a non-negative integer, got {step!r}")
+    return int(step)
+
+
+def check_weights_shapes(path: str | Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compare the tensor shapes in a safetensors header with the ones a config gives (`expected`,
+    from a model built on the meta device), so a config that does not match its weights is refused
+    before a real model is allocated (a crafted vocab_size could ask for gigabytes)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no weights file (is this a finished genloom run directory?)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: truncated or corrupt safetensors file ({str(e).splitlines()[0]})") from None
+    for name, shape in found.items():
+        want = expected.get(name)
+        if want is not None and want != shape:
+            raise UserError(
+                f"{path}: tensor {name!r} has shape {list(shape)}, the config gives {list(want)}; "
+                "config.toml does not match these weights"
+            )
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -117,33 +221,43 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, state: dict[str
     """Save weights and trainer state as one step: both temp files first, then state, then weights."""
     run_dir = Path(run_dir)
     state_path = run_dir / STATE
-    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(state_path):
+        state_path.parent.mkdir(parents=True, exist_ok=True)
     weights_tmp = _write_weights_tmp(model, run_dir / WEIGHTS, step)
     state_tmp = state_path.with_name(state_path.name + _TMP)
-    torch.save({**state, "step": step}, state_tmp)
-    _fsync_file(state_tmp)
-    _commit(state_tmp, state_path)  # from here on, recover() finishes the commit
-    _commit(weights_tmp, run_dir / WEIGHTS)
+    with _writing(state_path, state_tmp):
+        try:
+            torch.save({**state, "step": step}, state_tmp)
+            _fsync_file(state_tmp)
+        except OSError:
+            weights_tmp.unlink(missing_ok=True)  # neither half of this checkpoint stays behind
+            raise
+        _commit(state_tmp, state_path)  # from here on, recover() finishes the commit
+    with _writing(run_dir / WEIGHTS):
+        _commit(weights_tmp, run_dir / WEIGHTS)
 
 
 def recover(run_dir: str | Path) -> None:
-    """Finish or discard a checkpoint save that a kill interrupted.
+    """Finish or discard a checkpoint save that a kill interrupted; only a run's writer calls this.
 
     If the committed state is one step ahead of the weights and the complete temp weights for that
-    step exist, roll them forward; any other temp file is an unfinished write and is removed.
+    step exist, roll them forward; any other temp file is an unfinished write and is removed. It takes
+    the writer lock (re-entrant), so it never touches the temp files of a live training in another
+    process: that is a `UserError` instead. Readers (load, sample, eval, serve) never call it.
     """
     run_dir = Path(run_dir)
-    weights_tmp = run_dir / (WEIGHTS + _TMP)
-    state_path = run_dir / STATE
-    if weights_tmp.exists() and state_path.exists():
-        try:
-            tmp_step = weights_step(weights_tmp)
-        except UserError:
-            tmp_step = None
-        if tmp_step is not None and tmp_step == load_state(run_dir).get("step"):
-            _commit(weights_tmp, run_dir / WEIGHTS)
-    for tmp in list(run_dir.glob("*" + _TMP)) + list(run_dir.glob("state/*" + _TMP)):
-        tmp.unlink()
+    with writer_lock(run_dir):
+        weights_tmp = run_dir / (WEIGHTS + _TMP)
+        state_path = run_dir / STATE
+        if weights_tmp.exists() and state_path.exists():
+            try:
+                tmp_step = weights_step(weights_tmp)
+            except UserError:
+                tmp_step = None
+            if tmp_step is not None and tmp_step == load_state(run_dir).get("step"):
+                _commit(weights_tmp, run_dir / WEIGHTS)
+        for tmp in list(run_dir.glob("*" + _TMP)) + list(run_dir.glob("state/*" + _TMP)):
+            tmp.unlink()
 
 
 def load_state(run_dir: str | Path) -> dict[str, Any]:
@@ -152,28 +266,40 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"{path}: no trainer state to resume from")
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # a truncated or foreign file: say which and stop
         raise UserError(f"{path}: unreadable trainer state ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise UserError(f"{path}: not a genloom trainer state (expected a table with an integer 'step')")
+    return state
 
 
 def append_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line to metrics.jsonl (flushed so a crash loses at most this line)."""
-    with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as f:
+    path = Path(run_dir) / METRICS
+    with _writing(path), open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All complete metric records; a half-written last line (from a kill) is ignored."""
+    """All complete metric records; a half-written last line (from a kill) is ignored, any other line
+    that is not a JSON object with an integer "step" is a `UserError` naming the line."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for lineno, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if lineno == len(lines):  # the line a kill cut short
+                continue
+            raise UserError(f"{path}:{lineno}: not valid JSON (each line is one metrics record)") from None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise UserError(f"{path}:{lineno}: expected a JSON object with an integer 'step', got {line[:40]!r}")
+        records.append(record)
     return records
 
 
@@ -184,9 +310,52 @@ def truncate_metrics(run_dir: str | Path, step: int) -> None:
 
 
 def is_run(path: str | Path) -> bool:
-    """Whether `path` already holds a genloom run (a config or weights file)."""
+    """Whether `path` already holds a genloom run (a config or weights file): something to resume."""
     path = Path(path)
-    return (path / CONFIG).exists() or (path / WEIGHTS).exists()
+    return (path / CONFIG).is_file() or (path / WEIGHTS).is_file()
+
+
+def run_marker(path: str | Path) -> int | None:
+    """The run-format version in `path/config.toml` (None: not a genloom run's config)."""
+    import tomllib
+
+    try:
+        with open(Path(path) / CONFIG, "rb") as f:
+            marker = tomllib.load(f).get(RUN_MARKER)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return marker if isinstance(marker, int) and not isinstance(marker, bool) else None
+
+
+def marked(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config as config.toml holds it: the run marker first, then the config."""
+    return {RUN_MARKER: RUN_FORMAT, **config}
+
+
+def _run_made(name: str) -> bool:
+    """A name a run makes, or the temp file of one (`config.toml.tmp`)."""
+    return name in RUN_FILES or (name.endswith(_TMP) and name.removesuffix(_TMP) in RUN_FILES)
+
+
+def _foreign_entries(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if not _run_made(p.name))
+
+
+def _is_empty(path: Path) -> bool:
+    """No entries besides a writer lock and temp files of a run: what a run killed before its first
+    file was complete leaves (a kill in the middle of writing config.toml)."""
+    return all(p.name == LOCK or (p.name.endswith(_TMP) and _run_made(p.name)) for p in path.iterdir())
+
+
+def check_writable(out: Path) -> None:
+    """`out`, or the nearest existing folder above it, must be a writable directory."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {existing} is not writable")
 
 
 def check_out_dir(out: str | Path, *, overwrite: bool, resume: bool) -> Path:
@@ -194,21 +363,89 @@ def check_out_dir(out: str | Path, *, overwrite: bool, resume: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
+    check_writable(out)
     if resume:
         if not is_run(out):
             raise UserError(f"--out {out}: no run to resume there")
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and not _is_empty(out):
         if not overwrite:
             raise UserError(f"--out {out}: already exists; pass --resume to continue it or --overwrite to replace it")
-        if not is_run(out):
-            raise UserError(f"--out {out}: a non-empty directory that is not a genloom run; refusing to delete it")
+        if run_marker(out) is None:
+            raise UserError(
+                f"--out {out}: not a genloom run; refusing to delete it (no {CONFIG} with the "
+                f"'{RUN_MARKER}' marker; remove it yourself if it should go)"
+            )
+        foreign = _foreign_entries(out)
+        if foreign:
+            raise UserError(
+                f"--out {out}: holds {foreign[0]!r}, which a genloom run does not make; refusing to delete it"
+            )
     return out
 
 
 def prepare_out_dir(out: str | Path, *, overwrite: bool, resume: bool) -> Path:
-    """Make `out` ready for a run: checked again, emptied on --overwrite, created if missing."""
+    """Make `out` ready for a run: checked again, emptied on --overwrite (all but the writer lock, which
+    this process holds), created if missing."""
     out = check_out_dir(out, overwrite=overwrite, resume=resume)
-    if not resume and out.exists() and any(out.iterdir()):
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing(out):
+        if not resume and out.exists():
+            for entry in out.iterdir():
+                if entry.name == LOCK:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# ---- the writer lock --------------------------------------------------------------------------
+
+_HELD: dict[str, tuple[int, int]] = {}  # run directory → (lock file descriptor, nesting depth) in this process
+
+
+def _key(run_dir: Path) -> str:
+    return str(run_dir.resolve())
+
+
+@contextlib.contextmanager
+def writer_lock(run_dir: str | Path, create: bool = True) -> Iterator[None]:
+    """Hold the run's exclusive writer lock (an `flock` on `writer.lock`, with our pid in it) for the
+    block; re-entrant within a process. A second writer gets a `UserError` naming the holder. The
+    kernel drops the lock when the process dies, so a kill -9 never leaves a run locked. With
+    `create=False` a directory that does not exist yet is not made (there is nothing to protect)."""
+    run_dir = Path(run_dir)
+    if not create and not run_dir.is_dir():
+        yield
+        return
+    key = _key(run_dir)
+    if key in _HELD:
+        fd, depth = _HELD[key]
+        _HELD[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth - 1)
+        return
+    path = run_dir / LOCK
+    with _writing(path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(
+            f"{run_dir}: another genloom process (pid {holder}) is writing this run; wait for it or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        fd, depth = _HELD.pop(key)
+        os.close(fd)  # releases the flock; the file stays (unlinking it would race the next writer)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -274,13 +274,16 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         raise UserError(f"{path}: tokenizer file not found") from None
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a valid tokenizer.json ({e})") from None
+    except OSError as e:  # a directory, unreadable, ...
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if not isinstance(model, dict):
+        raise UserError(f"{path}: 'model' must be an object, got {type(model).__name__}")
     if model.get("type") == "BPE" and not model.get("merges") and spec.get("pre_tokenizer") is None:
-        vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
-        tokens = [t for t, _ in vocab]
+        vocab, added = _char_spec(spec, model, path)
+        tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
         byte_fallback = bool(model.get("byte_fallback"))
         chars = tokens[: len(tokens) - 256] if byte_fallback else tokens
-        added = sorted((t["id"], t["content"]) for t in spec.get("added_tokens") or [])
-        return CharTokenizer(chars, byte_fallback, [content for _, content in added])
+        return CharTokenizer(chars, byte_fallback, [content for _, content in sorted(added)])
     if model.get("type") == "WordPiece":
         try:
             return WordPieceTokenizer(HFTokenizer.from_str(text), str(path))
@@ -292,6 +295,31 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return BPETokenizer(HFTokenizer.from_str(text))
     except Exception as e:  # the library's own parse error, shortened to one line
         raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _char_spec(spec: dict[str, Any], model: dict[str, Any], path: Path) -> tuple[dict[str, int], list[tuple[int, str]]]:
+    """The vocabulary and added tokens of a character tokenizer's spec, each checked for its JSON type."""
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict):
+        raise UserError(f"{path}: model.vocab must be an object of token → id, got {type(vocab).__name__}")
+    for token, token_id in vocab.items():
+        if not _is_id(token_id):
+            raise UserError(f"{path}: model.vocab[{token!r}] must be a non-negative integer id, got {token_id!r}")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise UserError(f"{path}: model.vocab ids must be 0..{len(vocab) - 1}, each once")
+    items = spec.get("added_tokens") or []
+    if not isinstance(items, list):
+        raise UserError(f"{path}: added_tokens must be a list, got {type(items).__name__}")
+    added = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not _is_id(item.get("id")) or not isinstance(item.get("content"), str):
+            raise UserError(f"{path}: added_tokens[{i}] must be an object with an integer 'id' and a string 'content'")
+        added.append((item["id"], item["content"]))
+    return vocab, added
 
 
 def split_on_specials(text: str, special_ids: dict[str, int], encode: Callable[[str], list[int]]) -> list[int]:

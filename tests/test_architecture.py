@@ -43,7 +43,7 @@ ALLOWED = {
     "cli": {"errors", "__init__", "serve"},
     "serve": {"__init__", "errors", "generation", "chat"},
     "__init__": {"api", "errors", "generation", "masked_lm", "tune"},
-    "hf": {"errors", "models", "tokenizers"},
+    "hf": {"errors", "config", "models", "tokenizers"},
     "__main__": {"cli"},
 }
 

@@ -82,12 +82,13 @@ def train(
 ) -> TrainResult:
     """Train a model into the run directory `out` (created, resumed or replaced as asked)."""
     out = rundir.check_out_dir(out, overwrite=overwrite, resume=resume)
-    fam = get_family(family)
-    if resume:
-        rc = resume_config(out, family, preset, config, data, sets)
-    else:
-        rc = resolve_config(family, preset, config, data, sets)
-    return modality_of(fam).train(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
+    with rundir.writer_lock(out, create=False):  # an existing run: no other process writes it meanwhile
+        fam = get_family(family)
+        if resume:
+            rc = resume_config(out, family, preset, config, data, sets)
+        else:
+            rc = resolve_config(family, preset, config, data, sets)
+        return modality_of(fam).train(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
 
 
 def open_run(run_dir: str | Path, checkpoint: str = "last") -> tuple[Modality, Any]:

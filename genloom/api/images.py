@@ -16,6 +16,7 @@ from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
     announce,
+    build_model,
     end_summary,
     load_run_model,
     read_run_config,
@@ -36,6 +37,7 @@ from genloom.evaluate.images import (
     save_grid,
 )
 from genloom.evaluate.images import features as image_features
+from genloom.generation.config import MIN_SCALE
 from genloom.models import Family, get_family
 from genloom.train import Trainer, TrainResult
 
@@ -131,17 +133,16 @@ def train_images(
 ) -> TrainResult:
     pipe = prepare_images(rc)
     if resume:
-        rundir.recover(out)
         if saved_stamp(out).get("images") != pipe.stamp["images"]:
             raise UserError(f"--resume {out}: the images differ from those this run was trained on")
     else:
         rc = _fit_to_data(rc, pipe.data)
     announce(ingest_summary(rc, pipe), log)
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
-    model = fam.model(rc.model)
+    model = build_model(fam, rc.model)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    start_run(out, rc, pipe.stamp, resume)
     trainer = Trainer(model, rc.train, pipe.data, out, sampler=_image_sampler(out, rc), log=log)
+    start_run(out, rc, pipe.stamp, resume, trainer)
     result = trainer.fit(resume=resume)
     model_info = {"parameters": sum(p.numel() for p in model.parameters())}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "images_per_s")
@@ -254,8 +255,8 @@ class ImageModel:
         if temperature is not None:
             if family not in ("flow", "pixelcnn"):
                 raise UserError(f"temperature applies to flow and pixelcnn runs; this run is {family}")
-            if temperature <= 0:
-                raise UserError(f"temperature must be positive, got {temperature}")
+            if not (MIN_SCALE <= temperature <= 1 / MIN_SCALE):  # 1e-300 or NaN would sample inf/NaN pixels
+                raise UserError(f"temperature must be in [{MIN_SCALE}, {1 / MIN_SCALE:g}], got {temperature}")
             kwargs["temperature"] = temperature
         labels = self.labels_for(n, label)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -143,7 +143,7 @@ class Modality:
         raise NotImplementedError
 
     def export(self, run_dir: Path, out: Path, format: str, checkpoint: str) -> Path:
-        raise UserError(f"{run_dir}: {self.name} runs have no export format")
+        raise UserError(f"{run_dir}: --format {format} exports text runs (gpt, bert), not this {self.name} run")
 
     # ---- serve ----
 

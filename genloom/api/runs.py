@@ -4,6 +4,7 @@
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import sys
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
-from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
+from genloom.config import build, dump_toml, merge, parse_sets, read_json_object, read_toml, to_dict
 from genloom.errors import UserError
 from genloom.models import Family, get_family, get_preset
 from genloom.tokenizers import Tokenizer
@@ -55,7 +56,13 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def build_run_config(family: Family, raw: dict[str, Any], where: str = "config") -> RunConfig:
     """Check sections and keys of a raw config dict and build the typed `RunConfig`."""
-    unknown = set(raw) - set(SECTIONS) - {"family"}
+    marker = raw.get(rundir.RUN_MARKER, rundir.RUN_FORMAT)
+    if not isinstance(marker, int) or isinstance(marker, bool) or marker > rundir.RUN_FORMAT:
+        raise UserError(
+            f"{where}: {rundir.RUN_MARKER} = {marker!r}; this genloom reads run format {rundir.RUN_FORMAT} "
+            "(made by a newer genloom?)"
+        )
+    unknown = set(raw) - set(SECTIONS) - {"family", rundir.RUN_MARKER}
     if unknown:
         raise UserError(f"{where}: unknown section {sorted(unknown)[0]!r}; valid sections: {', '.join(SECTIONS)}")
     if raw.get("family", family.name) != family.name:
@@ -129,9 +136,16 @@ def resume_config(
 ) -> RunConfig:
     """The saved config, with whatever the user gave on top; only a few fields may change."""
     saved = read_run_config(out)
+    if not (out / DATA_STAMP).exists():  # start_run writes it last, before the first step
+        raise UserError(
+            f"--resume {out}: the run stopped before it was set up (no {DATA_STAMP}); "
+            "start it again with --overwrite instead of --resume"
+        )
     if saved.family != family:
         raise UserError(f"--resume {out}: that run is family {saved.family!r}, not {family!r}")
-    fresh = resolve_config(family, preset, config, data, sets, base=saved.to_dict())
+    # the preset is not applied again: it is already in the saved config, and re-applying it over the
+    # saved values would undo the run's own --set choices (then refused as a change)
+    fresh = resolve_config(family, None, config, data, sets, base=saved.to_dict())
     a, b = flatten(saved.to_dict()), flatten(fresh.to_dict())
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
     changed = [k for k in changed if k != "model.vocab_size"]
@@ -171,8 +185,7 @@ def file_hash(path: Path) -> str:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / SUMMARY
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json_object(run_dir / SUMMARY)
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
@@ -184,30 +197,96 @@ def load_run_model(run_dir: Path, fam: Family, rc: RunConfig, checkpoint: str) -
     weights = {"last": rundir.WEIGHTS, "best": rundir.BEST}.get(checkpoint)
     if weights is None:
         raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
-    rundir.recover(run_dir)
-    model = fam.model(rc.model)
+    model = build_for_weights(fam, rc, run_dir / weights)
     rundir.load_weights(model, run_dir / weights)
+    check_finite(model, run_dir / weights)
     model.eval()
     return model
 
 
+def check_finite(model: nn.Module, path: Path) -> None:
+    """Refuse weights with NaN or infinite values (a diverged training): they sample garbage and evaluate
+    to NaN, so sample, eval, serve and export say so instead."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise UserError(
+                f"{path}: tensor {name!r} holds NaN or infinite values (the training diverged); "
+                "try --checkpoint best, or train again with a lower train.lr"
+            )
+
+
 def saved_stamp(out: Path) -> dict[str, str]:
     """The data fingerprints a run recorded when it started (empty if it has none)."""
-    path = out / DATA_STAMP
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json_object(out / DATA_STAMP)
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def build_model(fam: Family, cfg: Any) -> Any:  # the family's own model class
+    """The family's model for `cfg`, sized on the meta device first: a model whose parameters do not fit
+    in this machine's memory is a `UserError` with the numbers, not an allocation failure."""
+    meta = _meta_model(fam, cfg)
+    if meta is not None:
+        nbytes = sum(t.numel() * t.element_size() for t in meta.state_dict().values())
+        if nbytes > _memory_bytes():
+            raise UserError(
+                f"model: {nbytes / 1e9:,.1f} GB of weights, more than this machine's "
+                f"{_memory_bytes() / 1e9:,.1f} GB of memory; make the model smaller"
+            )
+    try:
+        return fam.model(cfg)
+    except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's "DefaultCPUAllocator: can't allocate"
+        if isinstance(e, RuntimeError) and "alloc" not in str(e).lower():
+            raise
+        raise UserError(f"model: cannot allocate it ({str(e).splitlines()[0]}); make the model smaller") from None
+
+
+def _meta_model(fam: Family, cfg: Any) -> nn.Module | None:
+    """The model with shapes only (no memory); None for a family whose constructor needs real tensors."""
+    rng = torch.get_rng_state()  # the real model's initialization must draw the same numbers either way
+    try:
+        with torch.device("meta"):
+            return fam.model(cfg)
+    except UserError:
+        raise
+    except Exception:  # a constructor that computes with tensors: the real build below checks instead
+        return None
+    finally:
+        torch.set_rng_state(rng)
+
+
+def build_for_weights(fam: Family, rc: RunConfig, weights: Path) -> nn.Module:
+    """The model for a run's config, after the weights file's header agrees with the config's shapes."""
+    meta = _meta_model(fam, rc.model)
+    if meta is not None:
+        rundir.check_weights_shapes(weights, {k: tuple(v.shape) for k, v in meta.state_dict().items()})
+    return build_model(fam, rc.model)
 
 
 def start_run(
-    out: Path, rc: RunConfig, stamp: dict[str, str], resume: bool, tokenizer: Tokenizer | None = None
+    out: Path,
+    rc: RunConfig,
+    stamp: dict[str, str],
+    resume: bool,
+    trainer: Trainer,
+    tokenizer: Tokenizer | None = None,
 ) -> None:
-    """What a run writes before its first step: for a new run its tokenizer and data fingerprints
-    (the tokenizer's own hash among them, checked on resume), and always its config.toml."""
-    if not resume:
+    """What a run writes before its first step: always its config.toml, and for a new run its tokenizer
+    and data fingerprints (the tokenizer's own hash among them, checked on resume). On resume the
+    checkpoint is restored first, so a resume that fails leaves config.toml as it was."""
+    if resume:
+        trainer.restore()
+    rundir.atomic_write_text(
+        out / rundir.CONFIG, dump_toml(rundir.marked(rc.to_dict()), f"genloom run config ({rc.family})")
+    )
+    if not resume:  # config.toml first: it carries the marker that lets --overwrite clear a half-started run
         if tokenizer is not None:
             tokenizer.save(out / rundir.TOKENIZER)
             stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
         rundir.atomic_write_text(out / DATA_STAMP, json.dumps(stamp))
-    rundir.atomic_write_text(out / rundir.CONFIG, dump_toml(rc.to_dict(), f"genloom run config ({rc.family})"))
 
 
 def end_summary(

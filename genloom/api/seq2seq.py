@@ -30,6 +30,7 @@ from genloom import run as rundir
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
+    build_model,
     end_summary,
     file_hash,
     fingerprint,
@@ -105,7 +106,6 @@ def train_seq2seq(
 ) -> TrainResult:
     """Train an encoder-decoder on `rc`'s pairs: tokenizer, stamps, trainer, card."""
     if resume:
-        rundir.recover(out)
         saved = saved_stamp(out)
         if saved.get("tokenizer") != file_hash(out / rundir.TOKENIZER):
             raise UserError(f"--resume {out}: {rundir.TOKENIZER} does not match the run (changed after training)")
@@ -116,11 +116,11 @@ def train_seq2seq(
         pipe = prepare_pairs(rc)
         rc = _with_tokenizer(rc, pipe.tokenizer)
     torch.manual_seed(rc.train.seed)
-    model = fam.model(rc.model)  # validates the config before anything is written
+    model = build_model(fam, rc.model)  # validates the config before anything is written
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    start_run(out, rc, pipe.stamp, resume, pipe.tokenizer)
     sampler = _translation_sampler(rc, pipe, out)
     trainer = Trainer(model, rc.train, pipe.data, out, sampler=sampler, log=log)
+    start_run(out, rc, pipe.stamp, resume, trainer, pipe.tokenizer)
     result = trainer.fit(resume=resume)
     model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")

@@ -17,6 +17,7 @@ from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.runs import (
     RunConfig,
     announce,
+    build_model,
     end_summary,
     file_hash,
     fingerprint,
@@ -37,6 +38,7 @@ from genloom.data.text import (
     build_tokenizer,
     encode_documents,
     load_corpus,
+    resolve_source,
 )
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
@@ -63,8 +65,9 @@ def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipel
     """Read and preprocess the corpus, build (or reuse) the tokenizer, encode both splits."""
     corpus = load_corpus(rc.data)
     tokenizer = tokenizer or build_tokenizer(corpus, rc.data)
-    train_ids = encode_documents(corpus.train, tokenizer)
-    val_ids = encode_documents(corpus.val, tokenizer)
+    source = str(resolve_source(rc.data.source))
+    train_ids = encode_documents(corpus.train, tokenizer, source)
+    val_ids = encode_documents(corpus.val, tokenizer, source)
     data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
     stats = {
         **corpus.stats,
@@ -111,7 +114,6 @@ def train_text(
     """Train a text family on `rc`'s corpus: tokenizer, stamps, trainer, card. `masked`: BERT's objective
     (framed windows masked by the recipe) instead of next-token windows."""
     if resume:
-        rundir.recover(out)
         saved = saved_stamp(out)
         tokenizer = load_tokenizer(out / rundir.TOKENIZER)
         if tokenizer.vocab_size != rc.model.vocab_size or saved.get("tokenizer") != file_hash(out / rundir.TOKENIZER):
@@ -130,15 +132,15 @@ def train_text(
             rc = dataclasses.replace(rc, model=dataclasses.replace(rc.model, pad_id=pipe.tokenizer.pad_id))
     announce(ingest_summary(rc, pipe.stats), log)
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
-    model = fam.model(rc.model)  # also validates the config against the data before writing
+    model = build_model(fam, rc.model)  # also validates the config against the data before writing
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    start_run(out, rc, pipe.stamp, resume, pipe.tokenizer)
     sampler: Callable[[nn.Module], str] | None = _text_sampler(pipe.tokenizer, rc.train.sample_tokens, rc.train.seed)
     batches: TokenData | MaskedTokenData = pipe.data
     if masked:  # BERT: framed windows masked by the recipe; nothing to sample
         batches = masked_data(rc, pipe)
         sampler = None
     trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
+    start_run(out, rc, pipe.stamp, resume, trainer, pipe.tokenizer)
     result = trainer.fit(resume=resume)
     model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")
@@ -382,6 +384,7 @@ def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") ->
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out}: exists and is not an empty directory; choose a new one")
+    rundir.check_writable(out)
     lm = load_text_run(Path(run_dir), read_run_config(run_dir), checkpoint)
     if not isinstance(lm, MaskedLanguageModel):
         raise UserError(f"{run_dir}: Hugging Face export is implemented for bert runs; this run is not one")
@@ -400,9 +403,10 @@ def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") ->
 def hf_model_type(path: Path) -> str | None:
     """The `model_type` of a Hugging Face config.json (None when unreadable; the loader then says why)."""
     try:
-        return json.loads((path / "config.json").read_text()).get("model_type")
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
+    return model_type if isinstance(model_type, str) else None
 
 
 def load_hf_directory(path: Path) -> tuple[str, LanguageModel | MaskedLanguageModel]:
@@ -518,8 +522,9 @@ class TextModality(Modality):
     def export(self, run_dir: Path, out: Path, format: str, checkpoint: str) -> Path:
         from genloom.hf import save_hf
 
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"--out {out}: already exists and is not empty")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"--out {out}: already exists and is not an empty directory")
+        rundir.check_writable(out)
         lm = self.load(run_dir, read_run_config(run_dir), checkpoint)
         save_hf(lm.model, lm.tokenizer, out)
         return out

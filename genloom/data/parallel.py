@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genloom.data import DATA_DIR
+from genloom.data.files import check_data_file, read_data_file
 from genloom.errors import UserError
 
 BUNDLED_PAIRS = {"tatoeba-eng-fra": "tatoeba_eng_fra/fra.txt"}  # CLI name -> TSV under DATA_DIR
@@ -40,8 +41,9 @@ def resolve_pairs(source: str) -> Path:
     if source in BUNDLED_PAIRS:
         return DATA_DIR / BUNDLED_PAIRS[source]
     path = Path(source).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{source}: no such file (a .tsv or .jsonl of pairs; bundled: {', '.join(BUNDLED_PAIRS)})")
+    check_data_file(path)
     return path
 
 
@@ -53,7 +55,7 @@ def read_pairs(source: str, source_field: str = "source", target_field: str = "t
     """Every pair of a TSV or JSONL file (or a bundled name), NFC-normalized and stripped, in file order."""
     path = resolve_pairs(source)
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = read_data_file(path).decode("utf-8").split("\n")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start})") from None
     if source in TRUNCATED_LAST_LINE:

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 
 from genloom.data import DATA_DIR
+from genloom.data.files import check_data_file, read_data_file
 from genloom.errors import UserError
 from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
 
@@ -94,9 +95,9 @@ def _decode(raw: bytes, path: Path, cfg: TextDataConfig) -> str:
         raise UserError(f"data.encoding: unknown encoding {cfg.encoding!r}") from None
 
 
-def _read_jsonl(path: Path, cfg: TextDataConfig) -> list[str]:
+def _read_jsonl(raw: bytes, path: Path, cfg: TextDataConfig) -> list[str]:
     docs = []
-    for lineno, line in enumerate(_decode(path.read_bytes(), path, cfg).splitlines(), start=1):
+    for lineno, line in enumerate(_decode(raw, path, cfg).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -132,12 +133,16 @@ def read_documents(cfg: TextDataConfig, report: dict[str, int | str] | None = No
             raise UserError(f"{path}: no files matching {cfg.glob!r}{also} (set --glob to choose files)")
     else:
         files = [path]
+    total = 0
+    for file in files:  # every size first: a corpus too large for memory is refused before any reading
+        total += check_data_file(file, total)
     docs: list[str] = []
     for file in files:
+        raw = read_data_file(file)
         if file.suffix == ".jsonl":
-            docs.extend(_read_jsonl(file, cfg))
+            docs.extend(_read_jsonl(raw, file, cfg))
         else:
-            docs.append(_decode(file.read_bytes(), file, cfg))
+            docs.append(_decode(raw, file, cfg))
     return docs
 
 
@@ -212,10 +217,14 @@ def build_tokenizer(corpus: Corpus, cfg: TextDataConfig) -> Tokenizer:
     return train_tokenizer(cfg.tokenizer, corpus.train, vocab_size=cfg.vocab_size)
 
 
-def encode_documents(docs: list[str], tokenizer: Tokenizer) -> torch.Tensor:
-    """Token ids of the documents joined by the tokenizer's separator, as one int64 tensor."""
+def encode_documents(docs: list[str], tokenizer: Tokenizer, source: str = "corpus") -> torch.Tensor:
+    """Token ids of the documents joined by the tokenizer's separator, as one int64 tensor; an error
+    names `source`, the corpus the documents came from (e.g. a character the vocabulary lacks)."""
     if isinstance(tokenizer, CharTokenizer):
-        ids = tokenizer.encode(CHAR_DOC_SEPARATOR.join(docs))
+        try:
+            ids = tokenizer.encode(CHAR_DOC_SEPARATOR.join(docs))
+        except UserError as e:
+            raise UserError(f"{source}: {e}") from None
     else:
         ids = []
         for doc_ids in tokenizer.encode_batch(docs):

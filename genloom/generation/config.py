@@ -7,10 +7,13 @@ carry over from either.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from genloom.errors import UserError
+
+MIN_SCALE = 1e-3  # the smallest temperature and repetition penalty: logits / 1e-3 stay finite in float32
 
 
 @dataclass
@@ -38,6 +41,25 @@ class GenerationConfig:
     # faster tokens for small models (their step is bound by per-op overhead, not arithmetic)
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "repetition_penalty", "frequency_penalty", "presence_penalty", "length_penalty"):
+            if not math.isfinite(getattr(self, name)):  # NaN passes every range check written as `x <= 0`
+                raise UserError(f"{name} must be a finite number, got {getattr(self, name)}")
+        for name in ("top_p", "min_p"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise UserError(f"{name} must be a finite number, got {value}")
+        if any(not math.isfinite(v) for v in self.logit_bias.values()):
+            raise UserError("logit_bias: every bias must be a finite number")
+        if 0 < self.temperature < MIN_SCALE:  # logits / 1e-300 overflow to inf and sampling fails
+            raise UserError(
+                f"temperature must be 0 (greedy) or at least {MIN_SCALE}, got {self.temperature}; "
+                "use 0 for greedy decoding"
+            )
+        if not MIN_SCALE <= self.repetition_penalty <= 1 / MIN_SCALE:  # divides or multiplies the logits
+            raise UserError(
+                f"repetition_penalty must be in [{MIN_SCALE}, {1 / MIN_SCALE:g}] (1 means none), "
+                f"got {self.repetition_penalty}"
+            )
         if self.max_new_tokens < 0:
             raise UserError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if self.top_k is not None and self.top_k <= 0:
@@ -46,8 +68,6 @@ class GenerationConfig:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.min_p is not None and not 0.0 <= self.min_p <= 1.0:
             raise UserError(f"min_p must be in [0, 1], got {self.min_p}")
-        if self.repetition_penalty <= 0:
-            raise UserError(f"repetition_penalty must be > 0 (1 means none), got {self.repetition_penalty}")
         if self.num_beams < 1:
             raise UserError(f"num_beams must be >= 1, got {self.num_beams}")
         if self.top_logprobs < 0:

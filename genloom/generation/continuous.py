@@ -35,7 +35,7 @@ from genloom.generation.engine import Completion, TokenLogprob, fit_prompts
 from genloom.generation.processors import Processor, build_processors, needs_history
 from genloom.generation.text import TextAssembler
 
-FinishReason = Literal["length", "stop", "eos", "cancelled"]
+FinishReason = Literal["length", "stop", "eos", "cancelled", "error"]
 
 
 @dataclass
@@ -53,6 +53,7 @@ class DecodeRow:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: FinishReason | None = None  # None while it runs
     cancelled: bool = False  # set by the caller (e.g. the client went away); it leaves at the next step
+    error: str | None = None  # why this row failed ("error" finish): it leaves alone, the others go on
 
     @property
     def finished(self) -> bool:
@@ -171,7 +172,7 @@ class ContinuousBatcher:
             return int(scores.argmax(dim=-1))
         for proc in row.warpers:
             scores = proc(history, scores)  # type: ignore[arg-type]
-        return int(torch.multinomial(scores.softmax(dim=-1), 1, generator=row.generator)[0, 0])
+        return self._draw(row, scores.softmax(dim=-1))
 
     def _choose_all(self, active: list[int]) -> dict[int, int]:
         """The next token of each row in `active`. Rows whose processors read only the logits and have
@@ -196,8 +197,17 @@ class ContinuousBatcher:
                 scores = proc(None, scores)  # type: ignore[arg-type]  # warpers read the logits only
             probs = scores.softmax(dim=-1)  # (G, V)
             for g, r in enumerate(members):
-                tokens[r] = int(torch.multinomial(probs[g : g + 1], 1, generator=self.rows[r].generator)[0, 0])
+                tokens[r] = self._draw(self.rows[r], probs[g : g + 1])
         return tokens
+
+    def _draw(self, row: DecodeRow, probs: torch.Tensor) -> int:
+        """One token from a (1, V) distribution with the row's own generator; a distribution with NaN or
+        inf (a numerically hopeless request) fails this row alone (-1), never the batch."""
+        try:
+            return int(torch.multinomial(probs, 1, generator=row.generator)[0, 0])
+        except RuntimeError as e:
+            row.error = f"sampling failed: {str(e).splitlines()[0]}"
+            return -1
 
     def _accept(self, row: DecodeRow, token: int, logits: torch.Tensor) -> str:
         """Record `token` for `row`; returns the text that became final (as `engine.complete` decides)."""
@@ -240,6 +250,10 @@ class ContinuousBatcher:
         for r, row in enumerate(self.rows):
             if row.cancelled:
                 row.finish_reason = "cancelled"
+                events.append((row, ""))
+                continue
+            if row.error is not None:  # its own sampling failed: it leaves, the batch goes on
+                row.finish_reason = "error"
                 events.append((row, ""))
                 continue
             token = tokens[r]

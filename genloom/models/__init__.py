@@ -107,12 +107,12 @@ FAMILIES: dict[str, Family] = {
 
 
 def get_family(name: str) -> Family:
-    if name not in FAMILIES:
+    if not isinstance(name, str) or name not in FAMILIES:
         raise UserError(f"unknown family {name!r}; valid families: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 
 def get_preset(family: Family, name: str) -> dict[str, dict[str, Any]]:
-    if name not in family.presets:
+    if not isinstance(name, str) or name not in family.presets:
         raise UserError(f"unknown preset {name!r} for family {family.name}; valid presets: {', '.join(family.presets)}")
     return family.presets[name]

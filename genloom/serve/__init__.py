@@ -10,9 +10,12 @@ See docs/serving.md. FastAPI and uvicorn are imported when a server is made, not
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from genloom.errors import UserError
 from genloom.serve.app import create_app
 
 __all__ = ["create_app", "serve"]
@@ -33,7 +36,27 @@ def serve(
     import uvicorn
 
     app = create_app(runs, api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+    sock = bind(host, port)  # before the "serving" line: a port in use is one error line, not a false start
     if log is not None:
         models = ", ".join(app.state.served.families)
         log(f"genloom serve: {models} on http://{host}:{port} (playground at /, API at /v1)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    with sock, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn shuts down, then re-raises it
+        server.run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on host:port, or a `UserError` saying why it cannot be had."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); choose another port") from None
+    return sock

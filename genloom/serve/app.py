@@ -17,7 +17,6 @@ import base64
 import importlib
 import json
 import mimetypes
-import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import genloom as gl
 from genloom.errors import UserError
 from genloom.serve import schemas as s
+from genloom.serve.middleware import Guard, check_api_key, key_matches
 from genloom.serve.scheduler import Event, Job, QueueFull, Scheduler
 
 STATIC = Path(__file__).parent / "static"
@@ -39,7 +39,7 @@ COMPLETIONS = f"{V1}/completions"
 CHAT_COMPLETIONS = f"{V1}/chat/completions"
 IMAGES = f"{V1}/images/generations"
 SAMPLES = f"{V1}/samples"  # genloom's own: any run's sample file
-MAX_BODY_BYTES = 1_000_000  # larger request bodies get 413 before they are parsed
+MAX_BODY_BYTES = 1_000_000  # larger request bodies get 413 before they are parsed (serve/middleware.py)
 
 
 class APIError(Exception):
@@ -79,24 +79,6 @@ def user_error(e: UserError, default_param: str | None = None) -> APIError:
     first = message.split(" ", 1)[0].rstrip(":")
     param = first if first.replace("_", "").isalpha() and first.islower() else default_param
     return APIError(400, message, param)
-
-
-class BodyLimit:
-    """ASGI middleware: a request whose Content-Length is over MAX_BODY_BYTES gets 413 before it is read."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                from fastapi.responses import JSONResponse
-
-                body = error_body(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-                await JSONResponse(body, 413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class Served:
@@ -224,6 +206,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    check_api_key(api_key)  # before the runs load: an empty key is a mistake, not "no key"
     served = Served(runs)
     scheduler = Scheduler(max_batch=max_batch, max_queue=max_queue, on_step=on_step)
 
@@ -280,14 +263,11 @@ def create_app(
     async def bug(request: Request, e: Exception) -> JSONResponse:
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), 500)
 
-    app.add_middleware(BodyLimit)
+    # the API key, the body limit (chunked too), the content type and disconnects, before any route runs
+    app.add_middleware(Guard, api_key=api_key, max_body=MAX_BODY_BYTES, error_body=error_body)
 
-    async def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        token = given[7:] if given[:7].lower() == "bearer " else ""
-        if not secrets.compare_digest(token.encode(), api_key.encode()):
+    async def authorize(request: Request) -> None:  # the middleware checked already; kept for the schema's sake
+        if api_key is not None and not key_matches(request.headers.get("authorization", ""), api_key):
             raise APIError(
                 401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'", None, "invalid_api_key"
             )

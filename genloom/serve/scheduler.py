@@ -208,6 +208,8 @@ class Scheduler:
                 new = row.logprobs[job.sent_logprobs :]
                 job.sent_logprobs = len(row.logprobs)
                 event = Event(job.index, text, new, row.finish_reason, len(row.ids))
+                if row.error is not None:  # this request's own numbers failed (the batch went on without it)
+                    event = Event(job.index, error=row.error, user_error=True)
                 if row.finished:
                     del self.running[id(row)]
                     if row.finish_reason == "cancelled":

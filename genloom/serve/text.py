@@ -57,7 +57,7 @@ def generation_configs(
         )
     bias: dict[int, float] = {}
     for key, value in (req.logit_bias or {}).items():
-        if not key.lstrip("-").isdigit() or not -100 <= value <= 100:
+        if not (key.isascii() and key.lstrip("-").isdigit()) or not -100 <= value <= 100:  # "²".isdigit() too
             raise APIError(
                 400,
                 f"logit_bias: expected token ids mapped to values in [-100, 100], got {key!r}: {value}",
@@ -133,6 +133,7 @@ def merge(events: list[Event]) -> list[Event]:
             last.text += ev.text
             last.logprobs = [*last.logprobs, *ev.logprobs]
             last.finish_reason, last.completion_tokens, last.error = ev.finish_reason, ev.completion_tokens, ev.error
+            last.user_error = ev.user_error
         else:
             merged.append(ev)
     return merged
@@ -171,7 +172,8 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
             while done < len(jobs):
                 ev = await events.get()
                 if ev.error is not None:
-                    raise APIError(500, f"generation failed: {ev.error}", None, "server_error")
+                    status = 400 if ev.user_error else 500  # the request's own numbers, or a bug
+                    raise APIError(status, f"generation failed: {ev.error}", None, "generation_failed")
                 texts[ev.index] += ev.text
                 logprobs[ev.index].extend(ev.logprobs)
                 tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
@@ -206,7 +208,7 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
                     out = []
                     for ev in merge(ready):
                         if ev.error is not None:
-                            yield sse(error_body(500, f"generation failed: {ev.error}"))
+                            yield sse(error_body(400 if ev.user_error else 500, f"generation failed: {ev.error}"))
                             return
                         tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
                         done += ev.finish_reason is not None

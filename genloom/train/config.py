@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +34,14 @@ class TrainConfig:
     progress: bool = True  # live progress bar on stderr
 
     def __post_init__(self) -> None:
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
+            if not math.isfinite(getattr(self, name)):  # NaN passes every `x <= 0` check below
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if self.weight_decay < 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(
+                f"need weight_decay >= 0 and betas in [0, 1), got weight_decay={self.weight_decay}, "
+                f"beta1={self.beta1}, beta2={self.beta2}"
+            )
         for name in ("max_iters", "batch_size", "grad_accum", "eval_interval", "log_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -42,5 +51,5 @@ class TrainConfig:
             raise ValueError("warmup_iters and grad_clip must not be negative")
         if self.eval_iters <= 0:
             raise ValueError(f"eval_iters must be positive, got {self.eval_iters}")
-        if self.max_time is not None and self.max_time <= 0:
+        if self.max_time is not None and not (self.max_time > 0 and math.isfinite(self.max_time)):
             raise ValueError(f"max_time must be positive seconds, got {self.max_time}")

@@ -125,6 +125,7 @@ class Trainer:
         self.step = 0
         self.best_val_loss: float | None = None
         self.elapsed = 0.0  # training seconds over all sessions of this run
+        self._restored = False
         self._forward_backward = (
             torch.compile(self._forward_backward_eager) if cfg.compile else self._forward_backward_eager
         )
@@ -144,8 +145,23 @@ class Trainer:
         rundir.save_checkpoint(self.run_dir, self.model, self._state(), self.step)
 
     def restore(self) -> None:
-        """Load the last checkpoint of `run_dir` for an exact resume."""
-        rundir.recover(self.run_dir)
+        """Load the last checkpoint of `run_dir` for an exact resume (once; `fit(resume=True)` calls it
+        unless the caller did, e.g. to check the checkpoint before it rewrites config.toml). A run killed
+        before its first checkpoint starts again from step 0, exactly as a new run would."""
+        if self._restored:
+            return
+        with rundir.writer_lock(self.run_dir):
+            rundir.recover(self.run_dir)
+            if not (self.run_dir / rundir.STATE).exists() and not (self.run_dir / rundir.WEIGHTS).exists():
+                self.log(f"{self.run_dir}: no checkpoint yet (stopped before the first one); starting from step 0")
+                rundir.truncate_metrics(self.run_dir, 0)
+                torch.manual_seed(self.cfg.seed)  # as `fit` does for a new run
+                self._restored = True
+                return
+            self._restore_checkpoint()
+        self._restored = True
+
+    def _restore_checkpoint(self) -> None:
         rundir.load_weights(self.model, self.run_dir / rundir.WEIGHTS)
         state = rundir.load_state(self.run_dir)
         weights_step = rundir.weights_step(self.run_dir / rundir.WEIGHTS)
@@ -153,13 +169,18 @@ class Trainer:
             raise UserError(
                 f"{self.run_dir}: weights (step {weights_step}) and trainer state (step {state['step']}) disagree"
             )
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_torch"])
-        self.data_generator.set_state(state["rng_data"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng_torch"])
+            self.data_generator.set_state(state["rng_data"])
+            self.best_val_loss = state["best_val_loss"]
+            self.elapsed = float(state["elapsed"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise UserError(
+                f"{self.run_dir / rundir.STATE}: does not fit this model and config ({type(e).__name__}: {e})"
+            ) from None
         self.step = int(state["step"])
-        self.best_val_loss = state["best_val_loss"]
-        self.elapsed = float(state["elapsed"])
-        rundir.truncate_metrics(self.run_dir, self.step)
+        rundir.truncate_metrics(self.run_dir, self.step)  # rows after the checkpoint are logged again
 
     # -- one step ----------------------------------------------------------------------------
     def _forward_backward_eager(self, batch: Any) -> torch.Tensor:
@@ -235,6 +256,11 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
+        """Train to `max_iters` (or `max_time`, or Ctrl-C), holding the run's writer lock throughout."""
+        with rundir.writer_lock(self.run_dir):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -276,16 +302,23 @@ class Trainer:
                     out_of_time = cfg.max_time is not None and self.elapsed >= cfg.max_time
                     stopped_by_time = out_of_time
                     stopping = stop.requested  # read once: a Ctrl-C landing later is handled after the next step
-                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters or out_of_time or stopping:
+                    checkpoint = (
+                        self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters or out_of_time or stopping
+                    )
+                    if checkpoint:
                         record.update(self.evaluate())
                         last_val = record["val_loss"]
-                        if self.best_val_loss is None or last_val < self.best_val_loss:
-                            self.best_val_loss = last_val
+                    # the row goes out before the checkpoint: a kill in between re-logs it on resume
+                    # (rows after the checkpoint's step are dropped), a kill after keeps it; never lost
+                    if self.step % cfg.log_interval == 0 or checkpoint:
+                        rundir.append_metrics(self.run_dir, record)
+                    if checkpoint:
+                        val = record["val_loss"]
+                        if self.best_val_loss is None or val < self.best_val_loss:
+                            self.best_val_loss = val
                             rundir.save_weights(self.model, self.run_dir / rundir.BEST, self.step)
                         self._sample()
                         self.save()
-                    if self.step % cfg.log_interval == 0 or "val_loss" in record:
-                        rundir.append_metrics(self.run_dir, record)
                     bar.update(1)
                     tok_s = tokens / dt if dt > 0 else 0.0
                     bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)

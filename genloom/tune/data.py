@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from genloom.chat import ChatTemplate, check_messages
+from genloom.data.files import read_data_file
 from genloom.errors import UserError
 
 
@@ -45,10 +46,11 @@ class PreferencePair:
 def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of a .jsonl (or .jsonl.gz) file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"--data {path}: no such file (expected a .jsonl file)")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = read_data_file(path)
+        raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start})") from None

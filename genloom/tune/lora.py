@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from genloom.errors import UserError
@@ -171,12 +171,9 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def save_adapters(model: nn.Module, out: Path, cfg: LoRAConfig, base: dict[str, Any]) -> None:
     """Write `adapters.safetensors` and `adapters.json` (config + `base`: run path, weights hash,
     vocabulary size) into `out`."""
-    from genloom.run import atomic_write_text
+    from genloom.run import atomic_write_text, save_tensors
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (ADAPTERS + ".tmp")
-    save_file(adapter_state(model), str(tmp), metadata={"format": "pt"})
-    tmp.replace(out / ADAPTERS)
+    save_tensors(adapter_state(model), out / ADAPTERS)
     atomic_write_text(out / ADAPTERS_META, json.dumps({"lora": asdict(cfg), "base": base}, indent=2) + "\n")
 
 

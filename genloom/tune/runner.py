@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from genloom import run as rundir
@@ -208,6 +208,11 @@ def tune(
             objective = DPOObjective(policy, cfg.beta, cfg.label_smoothing)
     else:
         reward_fn = resolve_reward(reward, load_run)
+        if cfg.max_new_tokens >= block:  # a rollout needs room for at least one prompt token
+            raise UserError(
+                f"max_new_tokens: rollouts of {cfg.max_new_tokens} tokens do not fit the base run's context of "
+                f"{block} tokens with a prompt; set max_new_tokens={max(1, block // 2)} (at most {block - 1})"
+            )
         prompts = tdata.read_prompts(data)
         train_q, val_q = tdata.split_by_key(prompts, prompts, cfg.val_fraction)
         batches = PromptData(render_prompts(train_q, template), render_prompts(val_q, template))
@@ -224,7 +229,7 @@ def tune(
     run_config["model"]["vocab_size"] = tokenizer.vocab_size
     run_config["train"] = to_dict(cfg.train)
     rundir.atomic_write_text(
-        out / rundir.CONFIG, dump_toml(run_config, f"genloom run config (gpt, tuned with {method})")
+        out / rundir.CONFIG, dump_toml(rundir.marked(run_config), f"genloom run config (gpt, tuned with {method})")
     )
     tokenizer.save(out / rundir.TOKENIZER)
     if template is not None:
@@ -245,10 +250,10 @@ def tune(
         merge_lora(policy)
     if method == "reward":
         head = {f"head.{k}": v.contiguous() for k, v in objective.head.state_dict().items()}
-        extra_files[REWARD_HEAD] = lambda: save_file(head, str(out / REWARD_HEAD))
+        extra_files[REWARD_HEAD] = lambda: rundir.save_tensors(head, out / REWARD_HEAD)
     if method == "ppo":
         vh = {k: v.contiguous() for k, v in objective.value_head.state_dict().items()}
-        extra_files[VALUE_HEAD] = lambda: save_file(vh, str(out / VALUE_HEAD))
+        extra_files[VALUE_HEAD] = lambda: rundir.save_tensors(vh, out / VALUE_HEAD)
     rundir.save_weights(policy, out / rundir.WEIGHTS, result.step)
     for write in extra_files.values():
         write()

@@ -13,7 +13,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
-    assert chromium, "the playground test needs Debian's chromium (apt-get install chromium; .ci/run does)"
+    assert chromium, "the playground test needs the system package 'chromium' (make test installs it: make system-deps)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield browser

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from genloom.config import check_int_fields, read_json_object
 from genloom.errors import UserError
 from genloom.models.bert.model import Bert, BertConfig
 
@@ -55,7 +56,7 @@ def config_from_hf(hf: dict[str, Any], where: str = HF_CONFIG) -> BertConfig:
         )
     except KeyError as e:
         raise UserError(f"{where}: missing field {e.args[0]!r}") from None
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # TypeError: a list or object where a number goes
         raise UserError(f"{where}: {e}") from None
 
 
@@ -164,6 +165,18 @@ def state_dict_to_hf(model: Bert) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone().contiguous() for name, t in out.items()}
 
 
+HF_SIZE_FIELDS = (
+    "vocab_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "hidden_size",
+    "intermediate_size",
+    "pad_token_id",
+)
+
+
 def read_hf_dir(directory: str | Path) -> tuple[BertConfig, dict[str, Any]]:
     """Config and state dict of a local Hugging Face BERT directory, each file checked."""
     from safetensors import SafetensorError
@@ -173,10 +186,12 @@ def read_hf_dir(directory: str | Path) -> tuple[BertConfig, dict[str, Any]]:
     config_path, weights_path = directory / HF_CONFIG, directory / HF_WEIGHTS
     if not config_path.exists():
         raise UserError(f"{directory}: no {HF_CONFIG} (not a Hugging Face model directory)")
-    try:
-        hf = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{config_path}: not valid JSON ({e})") from None
+    hf = read_json_object(config_path)
+    check_int_fields(
+        hf,
+        HF_SIZE_FIELDS,
+        str(config_path),
+    )
     cfg = config_from_hf(hf, str(config_path))
     if not weights_path.exists():
         raise UserError(f"{directory}: no {HF_WEIGHTS} (only safetensors weights are read; pickled .bin files never)")
