@@ -82,7 +82,7 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"--logit-bias {item!r}: expected TOKEN_ID=BIAS, e.g. 50256=-100") from None
     options = {
         "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature if args.temperature is not None else (0.8 if args.num_beams == 1 else 0.0),
+        "temperature": args.temperature if args.temperature is not None else (1.0 if args.num_beams == 1 else 0.0),
         "top_k": args.top_k,
         "top_p": args.top_p,
         "min_p": args.min_p,
@@ -295,7 +295,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _add_generation_flags(p: argparse.ArgumentParser) -> None:
     """Every `GenerationConfig` option as a flag (see docs/generation.md)."""
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per prompt")
-    p.add_argument("--temperature", type=float, default=None, help="0 means greedy (default 0.8; 0 with beams)")
+    p.add_argument(
+        "--temperature", type=float, default=None, help="0 means greedy (default 1.0, as in the API; 0 with beams)"
+    )
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep this much probability mass")
     p.add_argument("--min-p", type=float, default=None, help="drop tokens below min_p × the top probability")

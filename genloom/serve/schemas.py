@@ -3,15 +3,18 @@
 Field names, ranges and shapes follow OpenAI's API reference for `/v1/completions`,
 `/v1/chat/completions`, `/v1/images/generations` and `/v1/models`; genloom's extras (`top_k`,
 `min_p`, `repetition_penalty`) are ordinary optional fields (the `openai` client sends them through
-`extra_body`). Unknown fields are refused (422 naming the field) rather than silently ignored.
-These models also make the OpenAPI document at `/openapi.json`.
+`extra_body`). Fields of OpenAI's API that would change the answer and that genloom does not do
+(`best_of`, `suffix`, `tools`, ...) are refused with a 422 naming the field; any other field a client
+sends routinely (`store`, `metadata`, `service_tier`, ...) is ignored with a note in the server log,
+as OpenAI-compatible servers do. These models also make the OpenAPI document at `/openapi.json`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_N = 8  # choices per request
 MAX_STOP = 4  # stop strings per request (OpenAI's limit)
@@ -25,8 +28,43 @@ PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 StopList = Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=MAX_STOP)]
 
 
+# OpenAI request fields whose effect genloom does not implement: answering without it would mislead
+REFUSED = frozenset(
+    {
+        "best_of",
+        "suffix",
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "response_format",
+        "audio",
+        "modalities",
+        "prediction",
+        "web_search_options",
+        "parallel_tool_calls",
+        "reasoning_effort",
+    }
+)
+log = logging.getLogger("genloom.serve")
+
+
 class Strict(BaseModel):
+    """A request body: its fields, the refused ones (422), and anything else ignored with a log note."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unknown(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        ignored = sorted(k for k in data if k not in known and k not in REFUSED)
+        if ignored:
+            log.info("%s: ignored the fields %s (not used by genloom)", cls.__name__, ", ".join(map(str, ignored)))
+            data = {k: v for k, v in data.items() if k not in ignored}
+        return data
 
 
 class StreamOptions(Strict):
@@ -79,7 +117,7 @@ class ImageRequest(Strict):
     model: str = Field(min_length=1, max_length=200)
     prompt: str = Field("", max_length=1000)  # a class name or number for class-conditional runs; else ignored
     n: int = Field(1, ge=1, le=MAX_IMAGES)
-    response_format: Literal["b64_json"] = "b64_json"
+    response_format: Literal["b64_json", "url"] = "b64_json"  # url: a link the server serves for an hour
     size: str | None = Field(None, max_length=20)  # must be the run's own size ("28x28") when given
     seed: int | None = Field(None, ge=0, le=2**63 - 1)  # genloom extras from here on
     steps: int | None = Field(None, ge=1, le=1000)  # diffusion: sampling steps
@@ -192,7 +230,8 @@ class ModelList(BaseModel):
 
 
 class ImageData(BaseModel):
-    b64_json: str  # a PNG
+    b64_json: str | None = None  # a PNG (response_format b64_json)
+    url: str | None = None  # where the server serves the PNG (response_format url)
 
 
 class ImagesResponse(BaseModel):

@@ -17,7 +17,7 @@ from torch import nn
 import genloom as gl
 from genloom import run as rundir
 from genloom.api.modality import Log, Sampled, timed_rates
-from genloom.api.runs import end_summary, load_run_model, read_run_config, start_run, write_summary
+from genloom.api.runs import build_model, end_summary, load_run_model, read_run_config, start_run, write_summary
 from genloom.errors import UserError
 from genloom.evaluate import plot_loss_curve, write_card
 from genloom.models import Family
@@ -117,10 +117,10 @@ class PointsModality(gl.Modality):
     def train(self, family: Family, rc: Any, out: Path, *, resume: bool, overwrite: bool, log: Log) -> TrainResult:
         data = self.data(rc)
         torch.manual_seed(rc.train.seed)
-        model = family.model(rc.model)
+        model = build_model(family, rc.model)  # checks its size before allocating
         out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-        start_run(out, rc, {"points": str(len(data.splits["train"]))}, resume)
         trainer = Trainer(model, rc.train, data, out, log=log)
+        start_run(out, rc, {"points": str(len(data.splits["train"]))}, resume, trainer)
         result = trainer.fit(resume=resume)
         stats = {name: len(split) for name, split in data.splits.items()}
         summary = end_summary(out, stats, {"parameters": 5 * rc.model.components}, result, trainer, "points_per_s")
