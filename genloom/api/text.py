@@ -282,18 +282,31 @@ class LanguageModel:
         """The continuation of `prompt` (without the prompt); a list of prompts gives a list, generated
         as one batch. temperature 0 is greedy; `options` are any other `GenerationConfig` fields
         (top_p, min_p, stop, num_beams, repetition_penalty, ...)."""
-        options.update(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+        options.update(temperature=temperature, top_k=top_k, seed=seed)
+        if "max_length" not in options:
+            options["max_new_tokens"] = max_new_tokens
         completions = self.complete(prompt, **options)
         texts = [c.text for c in completions]
-        return texts[0] if isinstance(prompt, str) else texts
+        one = isinstance(prompt, str) and int(options.get("num_return_sequences") or 1) == 1
+        return texts[0] if one else texts
 
     def complete(self, prompt: str | Sequence[str] = "", **options: Any) -> list[Completion]:
-        """Full results (text, token ids, finish reason, log-probabilities) for one prompt or a batch."""
-        cfg = generation_config(**options)
+        """Full results (text, token ids, finish reason, log-probabilities) for one prompt or a batch.
+        Hugging Face's `num_return_sequences` (k samples per prompt, in prompt order) and `max_length`
+        (prompt + new tokens) work too."""
+        copies = int(options.pop("num_return_sequences", 1) or 1)
+        max_length = options.pop("max_length", None)
+        if copies < 1:
+            raise UserError(f"num_return_sequences must be at least 1, got {copies}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise UserError("no prompts given")
-        ids = [self._ids(p) for p in prompts]
+        ids = [self._ids(p) for p in prompts for _ in range(copies)]
+        if max_length is not None:
+            if "max_new_tokens" in options and options["max_new_tokens"] is not None:
+                raise UserError("give max_new_tokens or max_length (prompt included), not both")
+            options["max_new_tokens"] = max(0, int(max_length) - max(len(i) for i in ids))
+        cfg = generation_config(**options)
         return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
@@ -348,8 +361,20 @@ class LanguageModel:
         return self
 
 
+HF_ALIASES = {"stop_strings": "stop"}  # Hugging Face `generate` names of genloom's options
+
+
 def generation_config(**options: Any) -> GenerationConfig:
-    """A `GenerationConfig` from keyword options, with one clear line for an unknown name."""
+    """A `GenerationConfig` from keyword options, with one clear line for an unknown name. Hugging Face's
+    `generate` spellings work too: `do_sample=False` is greedy, `stop_strings` is `stop`."""
+    for alias, name in HF_ALIASES.items():
+        if alias in options:
+            if options.get(name) is not None:
+                raise UserError(f"give {name} or {alias}, not both")
+            options[name] = options.pop(alias)
+    sample = options.pop("do_sample", True)
+    if not sample and int(options.get("num_beams") or 1) == 1:
+        options["temperature"] = 0.0  # greedy, as in transformers
     fields = {f.name for f in dataclasses.fields(GenerationConfig)}
     unknown = sorted(set(options) - fields)
     if unknown:

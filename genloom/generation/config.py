@@ -24,6 +24,7 @@ class GenerationConfig:
     top_p: float | None = None  # nucleus sampling: the smallest set of tokens with this much probability
     min_p: float | None = None  # drop tokens less likely than min_p × the most likely token's probability
     repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text (CTRL, Keskar et al. 2019)
+    no_repeat_ngram_size: int = 0  # > 0: never generate a token that repeats an n-gram of this size in the text
     frequency_penalty: float = 0.0  # subtracted from a token's logit once per earlier occurrence
     presence_penalty: float = 0.0  # subtracted once from the logit of any token that already occurred
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id → added to its logit
@@ -60,6 +61,8 @@ class GenerationConfig:
                 f"repetition_penalty must be in [{MIN_SCALE}, {1 / MIN_SCALE:g}] (1 means none), "
                 f"got {self.repetition_penalty}"
             )
+        if self.no_repeat_ngram_size < 0:
+            raise UserError(f"no_repeat_ngram_size must be >= 0 (0: off), got {self.no_repeat_ngram_size}")
         if self.max_new_tokens < 0:
             raise UserError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if self.top_k is not None and self.top_k <= 0:

@@ -6,7 +6,8 @@ token. `build_processors` turns a `GenerationConfig` into the list, in this orde
 Hugging Face's `generation/logits_process.py` pipeline, where these have a counterpart):
 
 1. repetition penalty (Keskar et al. 2019, CTRL §4.1) — on the raw scores, so its sign rule sees them;
-2. frequency and presence penalties (OpenAI's definition) — also on raw scores;
+2. frequency and presence penalties (OpenAI's definition) — also on raw scores; then no repeated
+   n-grams (Hugging Face's `no_repeat_ngram_size`, from Paulus et al. 2017);
 3. logit bias — the user's explicit preferences;
 4. banned tokens — last among the edits, so no bias can bring a banned token back;
 5. temperature — rescales everything above before truncation;
@@ -58,6 +59,27 @@ class FrequencyPresencePenalty:
     def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         counts = token_counts(tokens, logits.shape[-1])  # (B, V)
         return logits - self.frequency * counts - self.presence * (counts > 0).float()
+
+
+class NoRepeatNGram:
+    """Tokens that would complete an n-gram already in the row (prompt included) get -inf."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        n, (B, T), V = self.n, tokens.shape, logits.shape[-1]
+        if n > T:
+            return logits
+        grams = tokens.unfold(1, n, 1)  # (B, T - n + 1, n): every n-gram so far
+        prefix = tokens[:, T - n + 1 :]  # (B, n - 1): what the next token would extend
+        seen = (grams[:, :, : n - 1] == prefix[:, None, :]).all(-1)  # (B, T - n + 1)
+        rows, at = seen.nonzero(as_tuple=True)
+        follow = grams[rows, at, n - 1]
+        real = follow < V  # padding has the id V
+        banned = torch.zeros(B, V, dtype=torch.bool, device=logits.device)
+        banned[rows[real], follow[real]] = True
+        return logits.masked_fill(banned, NEG_INF)
 
 
 class LogitBias:
@@ -131,7 +153,7 @@ class MinP:
         return logits.masked_fill(probs < threshold, NEG_INF)
 
 
-Processor = RepetitionPenalty | FrequencyPresencePenalty | LogitBias | BannedTokens | Temperature | TopK | TopP | MinP
+Processor = RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | LogitBias | BannedTokens | Temperature | TopK | TopP | MinP
 
 
 def check_token_ids(ids: Sequence[int] | dict[int, float], vocab_size: int, name: str) -> None:
@@ -148,6 +170,8 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
         edits.append(RepetitionPenalty(cfg.repetition_penalty))
     if cfg.frequency_penalty or cfg.presence_penalty:
         edits.append(FrequencyPresencePenalty(cfg.frequency_penalty, cfg.presence_penalty))
+    if cfg.no_repeat_ngram_size:
+        edits.append(NoRepeatNGram(cfg.no_repeat_ngram_size))
     if cfg.logit_bias:
         edits.append(LogitBias(cfg.logit_bias, vocab_size))
     if cfg.banned_tokens:
@@ -168,4 +192,4 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
 
 def needs_history(processors: Sequence[Processor]) -> bool:
     """Whether any processor reads the tokens so far (the others look at the logits only)."""
-    return any(isinstance(p, RepetitionPenalty | FrequencyPresencePenalty) for p in processors)
+    return any(isinstance(p, RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram) for p in processors)
