@@ -153,7 +153,17 @@ class MinP:
         return logits.masked_fill(probs < threshold, NEG_INF)
 
 
-Processor = RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | LogitBias | BannedTokens | Temperature | TopK | TopP | MinP
+Processor = (
+    RepetitionPenalty
+    | FrequencyPresencePenalty
+    | NoRepeatNGram
+    | LogitBias
+    | BannedTokens
+    | Temperature
+    | TopK
+    | TopP
+    | MinP
+)
 
 
 def check_token_ids(ids: Sequence[int] | dict[int, float], vocab_size: int, name: str) -> None:

@@ -45,16 +45,16 @@ def generation_configs(
             prompt_param,
             "context_length_exceeded",
         )
-    if max_tokens is None:
-        max_tokens = context - prompt_len
-    if prompt_len + max_tokens > context:
+    if prompt_len >= context and (max_tokens is None or max_tokens > 0):
         raise APIError(
             400,
-            f"max_tokens: the prompt's {prompt_len} tokens + max_tokens {max_tokens} exceed the model's context "
-            f"of {context} tokens; ask for at most {context - prompt_len}",
-            "max_tokens",
+            f"{prompt_param}: {prompt_len} tokens fill the model's context of {context} tokens, leaving none to "
+            "generate; shorten it",
+            prompt_param,
             "context_length_exceeded",
         )
+    # like `generate` with a long request: as many tokens as the context holds, then finish_reason "length"
+    max_tokens = context - prompt_len if max_tokens is None else min(max_tokens, context - prompt_len)
     bias: dict[int, float] = {}
     for key, value in (req.logit_bias or {}).items():
         if not (key.isascii() and key.lstrip("-").isdigit()) or not -100 <= value <= 100:  # "²".isdigit() too

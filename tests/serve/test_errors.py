@@ -90,7 +90,7 @@ CASES = [
         "prompt",
         "more than the model's context",
     ),
-    (COMPLETIONS, '{"model": "debug", "prompt": "A", "max_tokens": 40}', 400, "max_tokens", "at most 31"),
+    (COMPLETIONS, '{"model": "debug", "prompt": "' + "a" * 32 + '"}', 400, "prompt", "leaving none"),  # all 32
     (COMPLETIONS, '{"model": "debug", "prompt": "\\u2603"}', 400, "prompt", "not in the tokenizer"),
     (COMPLETIONS, '{"model": "digits-gan", "prompt": "A"}', 400, "model", "image model"),
     (CHAT_COMPLETIONS, '{"model": "debug", "messages": []}', 422, "messages", "at least 1"),
@@ -146,7 +146,7 @@ CASES = [
     (IMAGES, '{"model": "digits-gan", "prompt": "7", "size": "1024x1024"}', 400, "size", "8x8"),
     (
         IMAGES,
-        '{"model": "digits-gan", "prompt": "7", "response_format": "url"}',
+        '{"model": "digits-gan", "prompt": "7", "response_format": "jpeg"}',
         422,
         "response_format",
         "b64_json",
@@ -183,10 +183,18 @@ def test_bad_requests_get_openai_error_bodies(live, path, body, status, param, w
 
 
 def test_streaming_requests_fail_before_the_stream_starts(live):
-    body = '{"model": "debug", "prompt": "A", "max_tokens": 99, "stream": true}'
+    body = '{"model": "debug", "prompt": "A", "logit_bias": {"\u00b2": 1}, "stream": true}'
     r = httpx.post(live.url + COMPLETIONS, content=body, headers=HEADERS, timeout=30)
     assert r.status_code == 400 and r.headers["content-type"].startswith("application/json")
-    assert r.json()["error"]["param"] == "max_tokens"
+    assert r.json()["error"]["param"] == "logit_bias"
+
+
+def test_max_tokens_beyond_the_context_are_clamped_as_generate_does(live):
+    body = '{"model": "debug", "prompt": "A", "max_tokens": 40, "seed": 0}'  # the context is 32 tokens
+    r = httpx.post(live.url + COMPLETIONS, content=body, headers=HEADERS, timeout=60)
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    assert r.json()["usage"]["completion_tokens"] == 31 and choice["finish_reason"] == "length"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])

@@ -50,6 +50,14 @@ async function loadModels() {
 
 function modelChanged() {
   const card = models[$("model").value];
+  const maxTokens = $("max-tokens");
+  if (card && card.context_length) {
+    // the server clamps too; the field shows what the model can give (its context, less a prompt token)
+    maxTokens.max = card.context_length - 1;
+    if (Number(maxTokens.value) > card.context_length - 1) maxTokens.value = card.context_length - 1;
+  } else {
+    maxTokens.removeAttribute("max");
+  }
   const labels = $("labels");
   labels.textContent = "";
   for (const name of (card && card.labels) || []) {
