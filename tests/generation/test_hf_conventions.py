@@ -1,6 +1,8 @@
 """Hugging Face `generate` habits: do_sample, num_return_sequences, max_length, stop_strings and
 no_repeat_ngram_size, checked against transformers' own processor and against genloom's own options."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -40,7 +42,7 @@ def test_hf_generate_spellings(trained_run):
     assert lm.generate("ROMEO:", max_new_tokens=12, temperature=0, stop_strings=[stop]) == greedy[: greedy.index(stop)]
     unique = lm.complete("ROMEO:", max_new_tokens=40, temperature=0, no_repeat_ngram_size=2, stop_at_eos=False)[0]
     ids = lm.prompt_ids("ROMEO:") + unique.token_ids
-    pairs = list(zip(ids, ids[1:], strict=False))
+    pairs = list(itertools.pairwise(ids))
     assert len(pairs) == len(set(pairs))  # no bigram twice, prompt included
     with pytest.raises(gl.UserError, match="not both"):
         lm.complete("A", max_length=10, max_new_tokens=3)
