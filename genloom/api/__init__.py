@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from genloom import run as rundir
 from genloom.api.comparison import compare
 from genloom.api.images import ImageModel, evaluate_images, load_image_model
@@ -91,24 +93,32 @@ def train(
         return modality_of(fam).train(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "last") -> tuple[Modality, Any]:
-    """The modality of a run (or Hugging Face directory) and its loaded handle."""
+def open_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> tuple[Modality, Any]:
+    """The modality of a run (or Hugging Face directory) and its loaded handle (on `device`, if given)."""
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
         family, handle = load_hf_directory(run_dir)
-        return modality_of(get_family(family)), handle
-    rc = read_run_config(run_dir)
-    modality = modality_of(get_family(rc.family))
-    return modality, modality.load(run_dir, rc, checkpoint)
+        modality = modality_of(get_family(family))
+    else:
+        rc = read_run_config(run_dir)
+        modality = modality_of(get_family(rc.family))
+        handle = modality.load(run_dir, rc, checkpoint)
+    if device is not None:
+        try:
+            handle.model.to(torch.device(device))
+        except (RuntimeError, ValueError, AssertionError) as e:  # torch asserts "not compiled with CUDA"
+            raise UserError(f"device {device!r}: {str(e).splitlines()[0]}") from None
+    return modality, handle
 
 
-def load(run_dir: str | Path, checkpoint: str = "last") -> Any:
+def load(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> Any:
     """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best"); the handle
     is its modality's: `LanguageModel`, `MaskedLanguageModel`, `Translator`, `ImageModel`, ...
 
     A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
-    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md)."""
-    return open_run(run_dir, checkpoint)[1]
+    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md).
+    `device` ("cpu", "cuda", "cuda:1", "mps") moves the model there."""
+    return open_run(run_dir, checkpoint, device)[1]
 
 
 def load_for(run_dir: str | Path, command: str, checkpoint: str = "last") -> Any:

@@ -4,6 +4,7 @@ directories."""
 import copy
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,6 +360,36 @@ class LanguageModel:
 
         merge_lora(self.model)
         return self
+
+    @torch.inference_mode()
+    def score(self, text: str, stride: int | None = None) -> dict[str, float]:
+        """How likely the model finds `text`, read as the start of a document: total log-likelihood
+        (nats), the mean per token and the perplexity, over every token of the text. A text longer than
+        the context is scored with a sliding window (each new window overlaps the last by the context
+        minus `stride`, default half of it), as Hugging Face's perplexity guide does."""
+        if not text:
+            raise UserError("score: give a non-empty text")
+        start = self._ids("")  # the document start the model was trained with (separator, BOS or EOS)
+        ids = torch.tensor([[*start, *self.tokenizer.encode(text)]])
+        block = int(self.model.config.block_size)  # type: ignore[union-attr,arg-type]
+        stride = stride or max(1, block // 2)
+        if not 0 < stride <= block:
+            raise UserError(f"stride must be between 1 and the context ({block}), got {stride}")
+        self.model.eval()
+        total, scored, end = 0.0, 0, len(start)  # tokens before `end` are scored already (or context only)
+        n = ids.shape[1]
+        begin = 0
+        while end < n:
+            stop = min(begin + block, n)
+            logits = self.model(ids[:, begin:stop]).float()  # (1, T, V)
+            logp = logits.log_softmax(-1)[0, :-1].gather(1, ids[0, begin + 1 : stop, None])[:, 0]
+            new = logp[end - begin - 1 :]  # only the tokens no earlier window predicted
+            total += float(new.sum())
+            scored += len(new)
+            end = stop
+            begin = min(begin + stride, max(0, n - block))
+        mean = total / scored
+        return {"tokens": scored, "log_likelihood": total, "nats_per_token": -mean, "perplexity": math.exp(-mean)}
 
 
 HF_ALIASES = {"stop_strings": "stop"}  # Hugging Face `generate` names of genloom's options

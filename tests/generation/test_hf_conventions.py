@@ -46,3 +46,24 @@ def test_hf_generate_spellings(trained_run):
     assert len(pairs) == len(set(pairs))  # no bigram twice, prompt included
     with pytest.raises(gl.UserError, match="not both"):
         lm.complete("A", max_length=10, max_new_tokens=3)
+
+
+def test_score_is_the_models_own_likelihood(trained_run):
+    import math
+
+    import genloom as gl
+
+    lm = gl.load(trained_run, device="cpu")
+    text = "ROMEO: what say you?"
+    got = lm.score(text)
+    ids = torch.tensor([[*lm.prompt_ids(""), *lm.tokenizer.encode(text)]])
+    with torch.no_grad():
+        logp = lm.model(ids[:, :-1]).float().log_softmax(-1)[0].gather(1, ids[0, 1:, None])[:, 0]
+    assert got["tokens"] == len(text) and got["log_likelihood"] == pytest.approx(float(logp.sum()), rel=1e-5)
+    assert got["perplexity"] == pytest.approx(math.exp(-float(logp.mean())), rel=1e-5)
+    long = "ROMEO and JULIET: " * 20  # longer than the 32-token context: a sliding window
+    windows = lm.score(long, stride=8)
+    assert windows["tokens"] == len(long) and math.isfinite(windows["log_likelihood"])
+    assert windows["nats_per_token"] < lm.score(long, stride=32)["nats_per_token"]  # more context helps
+    with pytest.raises(gl.UserError, match="device 'nope'"):
+        gl.load(trained_run, device="nope")
