@@ -187,7 +187,13 @@ def _write_image_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> 
         if (run_dir / rel).exists():
             sections[title] = f"![{title}]({rel})"
     sections["Intended use"] = "A small research/teaching model of its training images."
-    write_card(run_dir, f"Model card: {run_dir.name}", sections)
+    run = str(run_dir)
+    label = ", label=0" if getattr(rc.model, "conditional", False) else ""
+    usage = (
+        f'im = gl.load("{run}")\nimages = im.sample(16, seed=0{label}, out="samples.png")  # (16, C, H, W) in [-1, 1]',
+        f"genloom sample {run} --n 16 --seed 0 --out samples.png\ngenloom eval {run}\ngenloom serve {run}",
+    )
+    write_card(run_dir, f"Model card: {run_dir.name}", sections, usage)
 
 
 class ImageModel:

@@ -175,7 +175,12 @@ def write_seq2seq_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) ->
     if "evaluation" in summary:
         sections["Evaluation (test split)"] = summary["evaluation"]
     sections["Intended use"] = "A small research/teaching translation model; expect short, simple sentences only."
-    write_card(run_dir, f"Model card: {run_dir.name}", sections)
+    run = str(run_dir)
+    usage = (
+        f'tr = gl.load("{run}")\nprint(tr.translate(["I am hungry.", "Where is the station?"], num_beams=4))',
+        f'genloom translate {run} "I am hungry." --num-beams 4\ngenloom eval {run}',
+    )
+    write_card(run_dir, f"Model card: {run_dir.name}", sections, usage)
 
 
 # ---- the handle -------------------------------------------------------------------------------

@@ -221,7 +221,19 @@ def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> No
     sections["Intended use"] = (
         "A small research/teaching model. It imitates its training text; it has no knowledge or safety tuning."
     )
-    write_card(run_dir, f"Model card: {run_dir.name}", sections)
+    run = str(run_dir)
+    if rc.family == "gpt":
+        usage = (
+            f'lm = gl.load("{run}")\nprint(lm.generate("", max_new_tokens=100, temperature=0.8, seed=0))\n'
+            f'print(lm.score("some text of yours"))  # log-likelihood and perplexity',
+            f"genloom sample {run} --max-new-tokens 100 --seed 0\ngenloom chat {run}\ngenloom serve {run}",
+        )
+    else:
+        usage = (
+            f'lm = gl.load("{run}")\nprint(lm.fill_mask("To be or not to [MASK]."))\nvectors = lm.embed(["a text", "another"])',
+            f'genloom fill-mask {run} "To be or not to [MASK]."',
+        )
+    write_card(run_dir, f"Model card: {run_dir.name}", sections, usage)
 
 
 # ---- load / evaluate --------------------------------------------------------------------------

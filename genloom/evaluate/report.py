@@ -51,10 +51,20 @@ def _table(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_card(run_dir: str | Path, title: str, sections: dict[str, dict[str, Any] | str]) -> Path:
-    """Write card.md: a title, then one table (dict) or paragraph (str) per section."""
+def write_card(
+    run_dir: str | Path,
+    title: str,
+    sections: dict[str, dict[str, Any] | str],
+    usage: tuple[str, str] | None = None,
+) -> Path:
+    """Write card.md: a title, "Use this model" (`usage`: Python and shell lines that run as they are),
+    then one table (dict) or paragraph (str) per section."""
     run_dir = Path(run_dir)
     parts = [f"# {title}\n"]
+    if usage is not None:
+        python, shell = usage
+        parts.append("## Use this model\n")
+        parts.append(f"```python\nimport genloom as gl\n\n{python.strip()}\n```\n\n```bash\n{shell.strip()}\n```\n")
     for heading, body in sections.items():
         parts.append(f"## {heading}\n")
         parts.append((_table(body) if isinstance(body, dict) else body.rstrip()) + "\n")
