@@ -78,9 +78,16 @@ def test_the_playground_streams_text_chats_and_shows_images(browser, live, clien
     page.screenshot(path=str(tmp_path / "playground-narrow.png"), full_page=True)
     page.set_viewport_size({"width": 1000, "height": 900})
 
-    # an error shows as a readable message, not a broken page
+    # more tokens than the context holds: the field knows the model's limit, and the server clamps
     page.click("#tab-complete")
+    assert page.get_attribute("#max-tokens", "max") == "31"  # the debug run's context (32) less a prompt token
     page.fill("#max-tokens", "500")
+    page.fill("#prompt", "ROMEO:")
     page.click("#generate")
-    page.wait_for_selector("#status.error:has-text('max_tokens')")
+    page.wait_for_selector("#status:has-text('Done')")
+
+    # an error shows as a readable message, not a broken page
+    page.fill("#prompt", "\u2603")  # a character the run's tokenizer does not have
+    page.click("#generate")
+    page.wait_for_selector("#status.error:has-text('prompt')")
     page.close()
