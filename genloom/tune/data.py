@@ -3,7 +3,10 @@
 Formats (one JSON object per line; blank lines are skipped):
 - SFT: `{"prompt": str, "response": str}` or chat `{"messages": [{"role", "content"}, ...]}` whose last
   message is the assistant's (the loss covers every assistant turn).
-- Preference pairs (reward model, DPO): `{"prompt": str, "chosen": str, "rejected": str}`.
+  TRL's forms work too: `{"prompt": str, "completion": str}` and conversational
+  `{"prompt": [messages], "completion": [messages]}`.
+- Preference pairs (reward model, DPO): `{"prompt": str, "chosen": str, "rejected": str}`, or TRL's
+  conversational form (`prompt` one user message, `chosen`/`rejected` one assistant message each).
 - Prompts (PPO): `{"prompt": str}`; extra fields are ignored, so a preference file works too.
 
 Every mistake is a `UserError` naming the file, the line and the field: malformed JSON, a missing or
@@ -17,7 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,12 +101,20 @@ def read_sft(path: str | Path, template: ChatTemplate) -> list[SFTExample]:
             for i, m in enumerate(messages):
                 if m["role"] == "assistant" and not m["content"].strip():
                     raise UserError(f"{path}:{lineno}: messages[{i}].content: empty assistant response")
-        elif "prompt" in record or "response" in record:
+        elif isinstance(record.get("prompt"), list) and isinstance(record.get("completion"), list):
+            messages = _turns(path, lineno, record["prompt"] + record["completion"], "prompt + completion")
+            if messages[-1]["role"] != "assistant":
+                raise UserError(f"{path}:{lineno}: field 'completion' must end with an assistant message")
+        elif "prompt" in record or "response" in record or "completion" in record:
+            answer = "completion" if "completion" in record and "response" not in record else "response"  # TRL's name
             prompt = _field(path, lineno, record, "prompt", allow_empty=True)
-            response = _field(path, lineno, record, "response")
+            response = _field(path, lineno, record, answer)
             messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
         else:
-            raise UserError(f"{path}:{lineno}: expected fields 'prompt' and 'response', or 'messages'")
+            raise UserError(
+                f"{path}:{lineno}: expected fields 'prompt' and 'response', or 'messages' (or TRL's 'prompt' and "
+                "'completion')"
+            )
         segments: list[str] = []
         trained: list[bool] = []
         for m in messages:
@@ -118,14 +129,37 @@ def read_sft(path: str | Path, template: ChatTemplate) -> list[SFTExample]:
     return examples
 
 
+def _turns(path: Path, lineno: int, value: Any, name: str) -> list[Mapping[str, str]]:
+    try:
+        return check_messages(value)
+    except UserError as e:
+        raise UserError(f"{path}:{lineno}: {name}: {e}") from None
+
+
+def _conversational(path: Path, lineno: int, record: dict[str, Any], name: str, role: str) -> str:
+    """TRL's conversational form of a field — a list of messages — as the one text genloom trains on:
+    a prompt of one user message, or an answer of one assistant message."""
+    value = record.get(name)
+    if not isinstance(value, list):
+        return _field(path, lineno, record, name, allow_empty=name == "prompt")
+    turns = _turns(path, lineno, value, name)
+    if len(turns) != 1 or turns[0]["role"] != role:
+        raise UserError(
+            f"{path}:{lineno}: {name}: expected one {role} message (multi-turn preference data is not supported), "
+            f"got roles {[t['role'] for t in turns]}"
+        )
+    return turns[0]["content"]
+
+
 def read_preferences(path: str | Path) -> list[PreferencePair]:
-    """Preference pairs; chosen and rejected must both be non-empty and differ."""
+    """Preference pairs; chosen and rejected must both be non-empty and differ. Strings, or TRL's
+    conversational form (a user message as the prompt, an assistant message as each answer)."""
     path = Path(path)
     pairs = []
     for lineno, record in read_jsonl(path):
-        prompt = _field(path, lineno, record, "prompt", allow_empty=True)
-        chosen = _field(path, lineno, record, "chosen")
-        rejected = _field(path, lineno, record, "rejected")
+        prompt = _conversational(path, lineno, record, "prompt", "user")
+        chosen = _conversational(path, lineno, record, "chosen", "assistant")
+        rejected = _conversational(path, lineno, record, "rejected", "assistant")
         if chosen == rejected:
             raise UserError(
                 f"{path}:{lineno}: 'chosen' and 'rejected' are identical; a pair needs two different answers"
@@ -135,9 +169,16 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """The non-empty `prompt` field of every record (PPO rollouts start from these)."""
+    """The non-empty `prompt` field of every record (PPO rollouts start from these); a string, or TRL's
+    conversational form (one user message)."""
     path = Path(path)
-    return [_field(path, lineno, record, "prompt") for lineno, record in read_jsonl(path)]
+    prompts = []
+    for lineno, record in read_jsonl(path):
+        prompt = _conversational(path, lineno, record, "prompt", "user")
+        if not prompt.strip():
+            raise UserError(f"{path}:{lineno}: field 'prompt' is empty")
+        prompts.append(prompt)
+    return prompts
 
 
 def bucket(text: str) -> int:

@@ -101,3 +101,49 @@ def test_a_set_keeps_the_other_defaults_of_the_method():
     assert ppo.train.lr == 1e-5 and ppo.train.min_lr == method_config("ppo").train.min_lr and ppo.train.max_iters == 50
     assert ppo.lora.r == 2 and ppo.lora.alpha == 16.0
     assert method_config("lora").use_lora and not method_config("sft").use_lora
+
+
+def test_trl_formats_read_as_genloom_formats(tmp_path: Path):
+    import json
+
+    template = ChatTemplate()
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"prompt": "say hi", "response": "hi"}) + "\n")
+    trl = tmp_path / "trl.jsonl"
+    trl.write_text(json.dumps({"prompt": "say hi", "completion": "hi"}) + "\n")
+    conv = tmp_path / "conv.jsonl"
+    conv.write_text(
+        json.dumps(
+            {"prompt": [{"role": "user", "content": "say hi"}], "completion": [{"role": "assistant", "content": "hi"}]}
+        )
+        + "\n"
+    )
+    assert read_sft(trl, template) == read_sft(plain, template) == read_sft(conv, template)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "chosen": "good", "rejected": "bad"}) + "\n")
+    conv_pairs = tmp_path / "conv_pairs.jsonl"
+    conv_pairs.write_text(
+        json.dumps(
+            {
+                "prompt": [{"role": "user", "content": "p"}],
+                "chosen": [{"role": "assistant", "content": "good"}],
+                "rejected": [{"role": "assistant", "content": "bad"}],
+            }
+        )
+        + "\n"
+    )
+    assert read_preferences(conv_pairs) == read_preferences(pairs)
+    assert read_prompts(conv_pairs) == ["p"]
+    multi = tmp_path / "multi.jsonl"
+    multi.write_text(
+        json.dumps(
+            {
+                "prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "p"}],
+                "chosen": "a",
+                "rejected": "b",
+            }
+        )
+        + "\n"
+    )
+    with pytest.raises(gl.UserError, match=r"multi.jsonl:1: prompt: expected one user message"):
+        read_preferences(multi)
