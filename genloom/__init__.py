@@ -83,13 +83,16 @@ if TYPE_CHECKING:
     from genloom.masked_lm import MaskedLanguageModel
 
 
-# The subpackage genloom.tune shares its name with the public function genloom.tune. Python binds a
-# subpackage to its parent's attribute when it is first imported, whenever that is; importing it here
-# (it imports nothing itself) and removing the binding makes the first access of `genloom.tune` go to
-# __getattr__ below, which binds the function for good.
+# The subpackages genloom.train, genloom.evaluate and genloom.tune share their names with public
+# functions. Python binds a subpackage to its parent's attribute when it is first imported, whenever
+# that is; importing them here (they load nothing until used) and removing the bindings makes the first
+# access of `genloom.train` etc. go to __getattr__ below, which binds the functions for good.
+import genloom.evaluate  # noqa: E402
+import genloom.train  # noqa: E402
 import genloom.tune  # noqa: E402
 
-del globals()["tune"]
+for _shadowed in ("evaluate", "train", "tune"):
+    del globals()[_shadowed]
 
 
 def __getattr__(name: str) -> Any:

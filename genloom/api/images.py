@@ -141,13 +141,13 @@ def train_images(
     torch.manual_seed(rc.train.seed)  # initialization is part of the run's reproducibility
     model = build_model(fam, rc.model)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
-    trainer = Trainer(model, rc.train, pipe.data, out, sampler=_image_sampler(out, rc), log=log)
+    trainer = Trainer(model, rc.train, pipe.data, out, sampler=_image_sampler(out, rc), log=log, unit="img")
     start_run(out, rc, pipe.stamp, resume, trainer)
     result = trainer.fit(resume=resume)
     model_info = {"parameters": sum(p.numel() for p in model.parameters())}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "images_per_s")
     write_summary(out, summary)
-    plot_loss_curve(out)
+    plot_loss_curve(out, fam.loss)
     _write_image_card(out, rc, summary)
     return result
 
@@ -281,10 +281,16 @@ def load_image_model(run_dir: str | Path, checkpoint: str = "last") -> ImageMode
     return ImageModel(model, rc, run_dir)
 
 
+FID_MIN_SAMPLES = 500  # fewer samples bias FID upward and make it noisy: a warning says so
+
+
 def _sample_in_chunks(handle: ImageModel, labels: torch.Tensor | None, n: int, seed: int) -> torch.Tensor:
+    from tqdm import tqdm
+
     generator = torch.Generator().manual_seed(seed)
     chunks = []
-    for i in range(0, n, 250):
+    bar = tqdm(range(0, n, 250), desc=f"sampling {n} images for FID/KID", unit="chunk", leave=False, disable=None)
+    for i in bar:
         part = None if labels is None else labels[i : i + 250]
         chunks.append(handle.model.sample(min(250, n - i), part, generator=generator))  # type: ignore[operator]
     return torch.cat(chunks)
@@ -317,6 +323,15 @@ def evaluate_images(
     unseen = images["test"][m : 2 * m] if len(images["test"]) >= 2 * m else images["train"][:m]
     f_train = image_features(classifier, to_unit(unseen))
     labels = grid_labels(rc.model, n)
+    if 0 < n < FID_MIN_SAMPLES:
+        why = f"n_samples={n_samples}" if n == n_samples else f"the data has {len(images['test'])} test images"
+        announce(
+            [
+                f"warning: FID/KID on {n} samples ({why}): under {FID_MIN_SAMPLES} they read high and vary from "
+                "draw to draw; compare runs only at the same count, against the floor reported beside them"
+            ],
+            None,
+        )
     metrics: dict[str, float] = {"n_samples": n, "classifier_test_accuracy": record["test_accuracy"]}
     samples = None
     with torch.random.fork_rng():
@@ -366,7 +381,7 @@ def evaluate_images(
     summary = read_summary(run_dir)
     summary["evaluation"] = {**metrics, "checkpoint": checkpoint}
     write_summary(run_dir, summary)
-    plot_loss_curve(run_dir)
+    plot_loss_curve(run_dir, get_family(rc.family).loss)
     _write_image_card(run_dir, rc, summary)
     return metrics
 

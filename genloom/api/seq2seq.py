@@ -128,7 +128,7 @@ def train_seq2seq(
         rows = rc.train.batch_size * rc.train.grad_accum
         summary["training"]["tokens_per_s"] = rows * pipe.data.tokens_per_sequence / (result.ms_per_iter / 1000)
     write_summary(out, summary)
-    plot_loss_curve(out)
+    plot_loss_curve(out, fam.loss)
     write_seq2seq_card(out, rc, summary)
     return result
 

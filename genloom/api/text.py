@@ -146,7 +146,7 @@ def train_text(
     model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")
     write_summary(out, summary)
-    plot_loss_curve(out)
+    plot_loss_curve(out, fam.loss)
     write_text_card(out, rc, summary)
     return result
 

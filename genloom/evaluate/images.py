@@ -18,12 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from genloom import run as rundir
 from genloom.data.images import ImageData
@@ -99,7 +101,15 @@ def feature_classifier(
     model = FeatureClassifier(data.channels, num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
-    for step in range(steps):
+    bar = tqdm(  # minutes on a CPU, once per dataset: say so rather than sit silent
+        range(steps),
+        desc="FID features: training the dataset's classifier (once, then cached)",
+        unit="step",
+        file=sys.stderr,
+        leave=False,
+        disable=None,
+    )
+    for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = 2e-3 * (1 - step / steps) + 1e-4  # linear decay
         x, y = data.get_batch("train", batch_size, generator)

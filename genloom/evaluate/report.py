@@ -10,15 +10,18 @@ from genloom import run as rundir
 LOSS_CURVE = "samples/loss_curve.png"
 
 
-def plot_loss_curve(run_dir: str | Path) -> Path | None:
-    """Plot training loss per step and validation loss per evaluation from metrics.jsonl."""
+def plot_loss_curve(
+    run_dir: str | Path, loss: str = "cross-entropy (nats/token)", metrics_dir: str | Path | None = None
+) -> Path | None:
+    """Plot training loss per step and validation loss per evaluation from metrics.jsonl (of
+    `metrics_dir`, default the run's own) into the run's samples/; `loss` names what the loss is."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    records = rundir.read_metrics(run_dir)
+    records = rundir.read_metrics(Path(metrics_dir) if metrics_dir is not None else run_dir)
     train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
     if not train:
@@ -28,7 +31,7 @@ def plot_loss_curve(run_dir: str | Path) -> Path | None:
     if val:
         ax.plot(*zip(*val, strict=False), "o-", lw=1.5, label="validation loss (estimate)")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_ylabel(loss)
     ax.set_title(run_dir.name)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -28,6 +28,7 @@ class Family:
     model: type  # the nn.Module built from that config
     data_config: type  # the data section's dataclass
     presets: dict[str, dict[str, dict[str, Any]]]
+    loss: str = "cross-entropy (nats/token)"  # what `model.loss` measures: the loss curve's axis
 
 
 FAMILIES: dict[str, Family] = {
@@ -48,6 +49,7 @@ FAMILIES: dict[str, Family] = {
         model=vae.VAE,
         data_config=ImageDataConfig,
         presets=vae.PRESETS,
+        loss="negative ELBO (nats/image)",
     ),
     "gan": Family(
         name="gan",
@@ -57,6 +59,7 @@ FAMILIES: dict[str, Family] = {
         model=gan.GAN,
         data_config=ImageDataConfig,
         presets=gan.PRESETS,
+        loss="GAN loss (train: generator; validation: discriminator)",
     ),
     "diffusion": Family(
         name="diffusion",
@@ -66,6 +69,7 @@ FAMILIES: dict[str, Family] = {
         model=diffusion.Diffusion,
         data_config=ImageDataConfig,
         presets=diffusion.PRESETS,
+        loss="noise-prediction MSE",
     ),
     "flow": Family(
         name="flow",
@@ -75,6 +79,7 @@ FAMILIES: dict[str, Family] = {
         model=flow.Flow,
         data_config=ImageDataConfig,
         presets=flow.PRESETS,
+        loss="negative log-likelihood (bits/dim)",
     ),
     "pixelcnn": Family(
         name="pixelcnn",
@@ -84,6 +89,7 @@ FAMILIES: dict[str, Family] = {
         model=pixelcnn.PixelCNN,
         data_config=ImageDataConfig,
         presets=pixelcnn.PRESETS,
+        loss="negative log-likelihood (bits/dim)",
     ),
     "bert": Family(
         name="bert",
@@ -93,6 +99,7 @@ FAMILIES: dict[str, Family] = {
         model=bert.Bert,
         data_config=MaskedTextDataConfig,
         presets=bert.PRESETS,
+        loss="masked-token cross-entropy (nats/token)",
     ),
     "seq2seq": Family(
         name="seq2seq",
@@ -102,6 +109,7 @@ FAMILIES: dict[str, Family] = {
         model=seq2seq.Seq2Seq,
         data_config=PairDataConfig,
         presets=seq2seq.PRESETS,
+        loss="label-smoothed cross-entropy (nats/token)",
     ),
 }
 

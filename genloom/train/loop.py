@@ -113,8 +113,10 @@ class Trainer:
         *,
         sampler: Callable[[nn.Module], str] | None = None,
         log: Callable[[str], None] | None = None,
+        unit: str = "tok",
     ) -> None:
         self.model = model.to(cfg.device)
+        self.unit = unit  # what the progress bar counts per second: tokens ("tok"), images ("img"), ...
         self.cfg = cfg
         self.data = data
         self.run_dir = Path(run_dir)
@@ -320,8 +322,11 @@ class Trainer:
                         self._sample()
                         self.save()
                     bar.update(1)
-                    tok_s = tokens / dt if dt > 0 else 0.0
-                    bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                    rate = tokens / dt if dt > 0 else 0.0
+                    shown = {"loss": f"{last_loss:.4f}", f"{self.unit}/s": f"{rate:,.0f}"}
+                    if self.best_val_loss is not None:  # the last evaluation's estimate stays in view
+                        shown["val"] = f"{last_val if last_val is not None else self.best_val_loss:.4f}"
+                    bar.set_postfix(shown, refresh=False)
                     if stopping or out_of_time:
                         break
         finally:

@@ -31,7 +31,7 @@ from genloom import run as rundir
 from genloom.chat import ChatTemplate
 from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
 from genloom.errors import UserError
-from genloom.evaluate import write_card
+from genloom.evaluate import plot_loss_curve, write_card
 from genloom.models.gpt import GPT
 from genloom.tokenizers import Tokenizer, add_special_tokens
 from genloom.train import Trainer, TrainResult
@@ -264,6 +264,14 @@ def tune(
         "training": _train_figures(result),
     }
     rundir.atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    losses = {
+        "sft": "response cross-entropy (nats/token)",
+        "lora": "response cross-entropy (nats/token)",
+        "reward": "Bradley-Terry loss",
+        "dpo": "DPO loss",
+        "ppo": "PPO loss (policy + value)",
+    }
+    plot_loss_curve(out, losses.get(method, "loss"), metrics_dir=out / TRAINING)
     _write_card(out, method, lineage, summary, lora_cfg)
     return TuneResult(method, out, metrics, result, lineage)
 
