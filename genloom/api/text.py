@@ -39,9 +39,9 @@ from genloom.data.text import (
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
 from genloom.generation import Completion, GenerationConfig, complete, stream
-from genloom.masked_lm import MaskedLanguageModel, masked_batches
+from genloom.masked_lm import MaskedLanguageModel, Pooling, masked_batches
 from genloom.models import Family, bert, get_family
-from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
+from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_pretrained_tokenizer, load_tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 # ---- text pipeline ----------------------------------------------------------------------------
@@ -327,19 +327,25 @@ def generation_config(**options: Any) -> GenerationConfig:
 
 
 def load_hf_bert(directory: str | Path) -> MaskedLanguageModel:
-    """A local Hugging Face BERT directory (config.json + model.safetensors + tokenizer.json) as a
-    genloom masked LM; `transformers` is not needed."""
+    """A local Hugging Face BERT directory (config.json + model.safetensors + a tokenizer) as a genloom
+    masked LM; `transformers` is not needed. A sentence-transformers directory (bare `BertModel`,
+    `modules.json`) brings its pooling, normalisation and truncation for `embed()`."""
     directory = Path(directory)
-    cfg, state = bert.read_hf_dir(directory)
+    cfg, state, has_head = bert.read_hf_dir(directory)
     model = bert.Bert(cfg)
-    model.load_state_dict(state, strict=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    head_only = all(k.startswith("head.") for k in missing)  # an encoder-only checkpoint lacks just the head
+    assert not unexpected and (not missing if has_head else head_only), (missing, unexpected)
     model.eval()
-    tokenizer = load_tokenizer(directory / rundir.TOKENIZER)
+    tokenizer = load_pretrained_tokenizer(directory, masked=True)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise UserError(
-            f"{directory / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {cfg.vocab_size}"
+            f"{directory}: the tokenizer has a vocabulary of {tokenizer.vocab_size}, the model's embedding "
+            f"{cfg.vocab_size} rows (expected at most {cfg.vocab_size})"
         )
-    return MaskedLanguageModel(model, tokenizer, None, directory)
+    pipeline = bert.read_sentence_pipeline(directory)
+    pooling = Pooling(*pipeline) if pipeline else None  # type: ignore[arg-type]
+    return MaskedLanguageModel(model, tokenizer, None, directory, pooling, has_mlm_head=has_head)
 
 
 def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") -> Path:
