@@ -29,6 +29,7 @@ from genloom.api.text import (
     export_hf,
     hf_model_type,
     load_hf_bert,
+    load_gguf_file,
     load_hf_dir,
     load_text_run,
     train_text,
@@ -93,8 +94,11 @@ def load(run_dir: str | Path, checkpoint: str = "last") -> LanguageModel | Maske
     """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best").
 
     A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
-    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md)."""
+    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md). So does
+    a GGUF file (`model.gguf`, llama or gpt2 architecture)."""
     run_dir = Path(run_dir)
+    if run_dir.suffix.lower() == ".gguf":  # a llama.cpp model file (genloom/gguf.py)
+        return load_gguf_file(run_dir)
     if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
         if hf_model_type(run_dir) == "bert":
             return load_hf_bert(run_dir)

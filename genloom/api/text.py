@@ -25,7 +25,7 @@ from genloom.api.runs import (
     start_run,
     write_summary,
 )
-from genloom.chat import ChatTemplate, render_messages, stop_sequences
+from genloom.chat import AnyChatTemplate, ChatTemplate, RenderedChat, render_messages, stop_sequences
 from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
     BUNDLED,
@@ -195,19 +195,35 @@ class LanguageModel:
     """A loaded text run: model, tokenizer and config joined for generation and evaluation."""
 
     def __init__(
-        self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path, bos_id: int | None = None
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        config: RunConfig,
+        run_dir: Path,
+        bos_id: int | None = None,
+        chat_template: AnyChatTemplate | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.run_dir = run_dir
-        self.bos_id = bos_id  # prepended to every prompt (Llama checkpoints expect a beginning-of-text token)
-        self.chat_template = ChatTemplate.load(run_dir)  # None: a base run, chats in plain role lines
+        self.bos_id = bos_id  # what an empty prompt starts from (a pretrained checkpoint's beginning-of-text)
+        # None: a base run, chats in plain role lines; a pretrained checkpoint's own Jinja template if it has one
+        self.chat_template: AnyChatTemplate | None = chat_template or ChatTemplate.load(run_dir)
 
     def _ids(self, prompt: str) -> list[int]:
+        """A prompt's ids as the model's own tokenizer gives them: a pretrained tokenizer adds the start
+        token its post-processor adds (none for a genloom run); a rendered chat already holds its tokens."""
+        tok = self.tokenizer
+        if isinstance(prompt, RenderedChat) or isinstance(tok, CharTokenizer):
+            ids = tok.encode(prompt) if prompt else []
+        else:
+            ids = tok.encode_framed(prompt)
+        if ids:
+            return ids
         if self.bos_id is not None:
-            return [self.bos_id, *(self.tokenizer.encode(prompt) if prompt else [])]
-        return prompt_ids(self.tokenizer, prompt)
+            return [self.bos_id]
+        return prompt_ids(tok, prompt)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """The token ids the model is given for `prompt` (what `complete` decodes from)."""
@@ -378,12 +394,26 @@ def hf_model_type(path: Path) -> str | None:
 
 
 def load_hf_dir(path: Path) -> LanguageModel:
+    """A Hugging Face GPT-2 / Llama-shaped directory, with its tokenizer and its own chat template."""
+    from genloom.chat import pretrained_template
     from genloom.data.text import TextDataConfig
     from genloom.hf import load_hf
+    from genloom.tokenizers import read_tokenizer_config
 
     model, tokenizer, cfg, bos_id = load_hf(path)
     rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
-    return LanguageModel(model, tokenizer, rc, path, bos_id)
+    template = pretrained_template(path, read_tokenizer_config(path))
+    return LanguageModel(model, tokenizer, rc, path, bos_id, template)
+
+
+def load_gguf_file(path: Path) -> LanguageModel:
+    """A llama.cpp GGUF file (llama or gpt2 architecture) with the tokenizer and chat template it carries."""
+    from genloom.data.text import TextDataConfig
+    from genloom.gguf import load_gguf
+
+    model, tokenizer, cfg, bos_id, template = load_gguf(path)
+    rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
+    return LanguageModel(model, tokenizer, rc, path, bos_id, template)
 
 
 def load_text_run(run_dir: Path, rc: RunConfig, checkpoint: str) -> LanguageModel | MaskedLanguageModel:

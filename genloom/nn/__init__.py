@@ -7,7 +7,7 @@ from genloom.nn.attention import Attention, KVCache
 from genloom.nn.linear import Linear
 from genloom.nn.mlp import MLP, SwiGLU, make_mlp
 from genloom.nn.norm import make_norm
-from genloom.nn.positional import SinusoidalPositions, alibi_bias, alibi_slopes, apply_rope, rope_cache
+from genloom.nn.positional import RopeScaling, SinusoidalPositions, alibi_bias, alibi_slopes, apply_rope, rope_cache
 
 __all__ = [
     "MLP",
@@ -21,5 +21,6 @@ __all__ = [
     "apply_rope",
     "make_mlp",
     "make_norm",
+    "RopeScaling",
     "rope_cache",
 ]
