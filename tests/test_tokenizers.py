@@ -107,7 +107,7 @@ def test_wordpiece_file_without_mask_token(tmp_path):
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != "[MASK]"]
     del spec["model"]["vocab"]["[MASK]"]
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(UserError, match=r"needs the special token \[MASK\]"):
+    with pytest.raises(UserError, match=r"needs the special mask token \[MASK\]"):
         load_tokenizer(tmp_path / "tokenizer.json")
 
 
