@@ -139,8 +139,8 @@ class GGUFFile:
 def _config(f: GGUFFile, arch: str) -> GPTConfig:
     heads = int(f.require(f"{arch}.attention.head_count"))
     width = int(f.require(f"{arch}.embedding_length"))
-    tokens = f.get("tokenizer.ggml.tokens")
-    vocab = f.get(f"{arch}.vocab_size") or (len(tokens) if tokens else f.tensors["token_embd.weight"].shape[1])
+    embedding = f.tensors.get("token_embd.weight")  # (C, V) innermost first: its rows are the vocabulary
+    vocab = embedding.shape[-1] if embedding is not None else f.require(f"{arch}.vocab_size")
     common = {
         "vocab_size": int(vocab),
         "block_size": int(f.require(f"{arch}.context_length")),
