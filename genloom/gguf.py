@@ -185,6 +185,8 @@ def _config(f: GGUFFile, arch: str) -> GPTConfig:
             bias=False,
             **rope,
         )
+    except UserError:
+        raise
     except ValueError as e:
         raise UserError(f"{f.path}: the metadata describes an impossible model ({e})") from None
 

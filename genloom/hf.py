@@ -183,6 +183,9 @@ def _llama_config(c: dict[str, Any], where: str, model_type: str = "llama") -> G
     if c.get("head_dim") not in (None, width // heads):
         raise UserError(f"{where}: head_dim {c['head_dim']} ≠ hidden_size / num_attention_heads is not supported")
     context = c.get("max_position_embeddings", 2048)
+    rope = _rope_fields(c, where)
+    if rope.get("rope_scaling") == "dynamic":  # it exists to run past max_position_embeddings: allow factor × that
+        context = int(context * rope["rope_factor"])
     return GPTConfig(
         vocab_size=c["vocab_size"],
         block_size=_sliding_window(c, model_type, context, where),
@@ -198,7 +201,7 @@ def _llama_config(c: dict[str, Any], where: str, model_type: str = "llama") -> G
         bias=False,
         qkv_bias=model_type == "qwen2",  # Qwen2 always has q/k/v biases
         tie_weights=c.get("tie_word_embeddings", False),
-        **_rope_fields(c, where),
+        **rope,
     )
 
 
@@ -220,6 +223,8 @@ def read_hf_config(path: Path) -> tuple[str, GPTConfig, dict[str, Any]]:
         cfg = _gpt2_config(raw, where) if model_type == "gpt2" else _llama_config(raw, where, model_type)
     except KeyError as e:
         raise UserError(f"{where}: missing field {e.args[0]!r}") from None
+    except UserError:  # already names the file (a UserError is a ValueError too)
+        raise
     except ValueError as e:
         raise UserError(f"{where}: {e}") from None
     return model_type, cfg, raw
