@@ -118,10 +118,9 @@ class JinjaChatTemplate:
         import jinja2
 
         messages = [dict(m) for m in check_messages(messages)]
+        compiled = self._compiled
         try:
-            text = self._compiled.render(
-                messages=messages, add_generation_prompt=add_generation_prompt, **dict(self.tokens)
-            )
+            text = compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **dict(self.tokens))
         except jinja2.exceptions.SecurityError as e:
             raise UserError(f"{self.source}: the chat template tried to leave its sandbox ({e})") from None
         except jinja2.TemplateError as e:

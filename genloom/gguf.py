@@ -163,9 +163,13 @@ def _config(f: GGUFFile, arch: str) -> GPTConfig:
             )
         rope_dims = f.get("llama.rope.dimension_count", width // heads)
         if rope_dims != width // heads:
-            raise UserError(f"{f.path}: llama.rope.dimension_count {rope_dims} ≠ head size {width // heads} (partial RoPE)")
+            raise UserError(
+                f"{f.path}: llama.rope.dimension_count {rope_dims} ≠ head size {width // heads} (partial RoPE)"
+            )
         if "rope_freqs.weight" in f.tensors:
-            raise UserError(f"{f.path}: per-dimension RoPE factors (rope_freqs, Llama 3.1-style scaling) are not supported")
+            raise UserError(
+                f"{f.path}: per-dimension RoPE factors (rope_freqs, Llama 3.1-style scaling) are not supported"
+            )
         scaling = f.get("llama.rope.scaling.type", "none")
         if scaling not in ("none", "linear", "yarn"):
             raise UserError(f"{f.path}: llama.rope.scaling.type {scaling!r} is not supported (none, linear, yarn)")
@@ -268,7 +272,9 @@ def _merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[st
     vocab = {token: i for i, token in enumerate(tokens)}
     merges: list[tuple[str, str, float]] = []
     for token, score in zip(tokens, scores, strict=True):
-        local = [(token[:k], token[k:], score) for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab]
+        local = [
+            (token[:k], token[k:], score) for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab
+        ]
         merges.extend(sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]])))
     merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)
     return [(left, right) for left, right, _ in merges]
@@ -302,7 +308,9 @@ def _hf_tokenizer(f: GGUFFile) -> HFTokenizer:
         )
         hf = HFTokenizer(bpe)
         prefix = bool(f.get("tokenizer.ggml.add_space_prefix", True))
-        hf.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first" if prefix else "never", split=False)
+        hf.pre_tokenizer = pre_tokenizers.Metaspace(
+            replacement="▁", prepend_scheme="first" if prefix else "never", split=False
+        )
         steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
         hf.decoder = decoders.Sequence([*steps, decoders.Strip(" ", 1, 0)] if prefix else steps)
         control_ok = [True] * len(tokens)
@@ -336,7 +344,9 @@ def _tokenizer(f: GGUFFile) -> tuple[BPETokenizer, dict[str, str]]:
     texts = {name: tokens[i] for name, i in ids.items() if i is not None and 0 <= i < len(tokens)}
     default_bos = f.get("tokenizer.ggml.model") == "llama"  # llama.cpp adds BOS to SentencePiece vocabularies
     add_bos = bool(f.get("tokenizer.ggml.add_bos_token", default_bos))
-    set_bos_eos(hf, add_bos, bool(f.get("tokenizer.ggml.add_eos_token", False)), texts.get("bos_token"), texts.get("eos_token"))
+    set_bos_eos(
+        hf, add_bos, bool(f.get("tokenizer.ggml.add_eos_token", False)), texts.get("bos_token"), texts.get("eos_token")
+    )
     tokenizer = BPETokenizer(hf)
     tokenizer.eos_id = ids["eos_token"]
     return tokenizer, texts

@@ -103,7 +103,12 @@ def write_gguf(path: Path, arch: str, model: transformers.PreTrainedModel, tok: 
             for kind in ("weight", "bias"):
                 put(f"{b}attn_norm.{kind}", sd[f"{p}ln_1.{kind}"])
                 put(f"{b}ffn_norm.{kind}", sd[f"{p}ln_2.{kind}"])
-                for ours, theirs in (("attn_qkv", "attn.c_attn"), ("attn_output", "attn.c_proj"), ("ffn_up", "mlp.c_fc"), ("ffn_down", "mlp.c_proj")):
+                for ours, theirs in (
+                    ("attn_qkv", "attn.c_attn"),
+                    ("attn_output", "attn.c_proj"),
+                    ("ffn_up", "mlp.c_fc"),
+                    ("ffn_down", "mlp.c_proj"),
+                ):
                     value = sd[f"{p}{theirs}.{kind}"]
                     put(f"{b}{ours}.{kind}", value.T.copy() if kind == "weight" else value)  # Conv1D → Linear
         put("output_norm.weight", sd["transformer.ln_f.weight"])
@@ -232,7 +237,9 @@ def test_bad_gguf_files_give_one_clear_line(tmp_path, tokenizer):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(UserError, match=r"bert\.gguf: GGUF architecture 'bert' is not supported; expected one of llama, gpt2"):
+    with pytest.raises(
+        UserError, match=r"bert\.gguf: GGUF architecture 'bert' is not supported; expected one of llama, gpt2"
+    ):
         gl.load(tmp_path / "bert.gguf")
 
     iq = tmp_path / "iq.gguf"
@@ -243,7 +250,9 @@ def test_bad_gguf_files_give_one_clear_line(tmp_path, tokenizer):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(UserError, match=r"iq\.gguf: tensor t\.weight is stored as IQ4_NL, .*expected one of F32, F16, BF16, Q8_0"):
+    with pytest.raises(
+        UserError, match=r"iq\.gguf: tensor t\.weight is stored as IQ4_NL, .*expected one of F32, F16, BF16, Q8_0"
+    ):
         GGUFFile(iq).tensor("t.weight")
 
     small = BPETokenizer.train([SHAKESPEARE.read_text()[:20_000]], vocab_size=400)  # more ids than rows

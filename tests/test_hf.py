@@ -169,7 +169,9 @@ def test_bad_hf_directories(tmp_path, tokenizer):
     bert = tmp_path / "t5"
     shutil.copytree(path, bert)
     (bert / "config.json").write_text(json.dumps({"model_type": "t5"}))
-    with pytest.raises(UserError, match=r"unsupported model_type 't5'; supported: gpt2, llama, mistral, qwen2 \(and bert"):
+    with pytest.raises(
+        UserError, match=r"unsupported model_type 't5'; supported: gpt2, llama, mistral, qwen2 \(and bert"
+    ):
         gl.load(bert)
     (path / "tokenizer.json").unlink()
     with pytest.raises(UserError, match=r"no tokenizer\.json, vocab\.txt or tokenizer\.model"):

@@ -113,7 +113,9 @@ def test_dynamic_rope_greedy_decoding_crosses_the_context_as_transformers(tmp_pa
     params = {**ROPE_KINDS["dynamic"], "rope_theta": 10_000.0}
     ref = random_norms(
         transformers.LlamaForCausalLM(
-            transformers.LlamaConfig(**llama_kwargs(tokenizer.vocab_size, rope_parameters=params, initializer_range=0.2))
+            transformers.LlamaConfig(
+                **llama_kwargs(tokenizer.vocab_size, rope_parameters=params, initializer_range=0.2)
+            )
         )
     )
     lm = gl.load(save(ref, tokenizer, tmp_path / "hf"))
@@ -122,7 +124,9 @@ def test_dynamic_rope_greedy_decoding_crosses_the_context_as_transformers(tmp_pa
     theirs = ref.generate(ids, max_new_tokens=24, min_new_tokens=24, do_sample=False)[0, ids.shape[1] :].tolist()
     from genloom.generation import GenerationConfig, complete
 
-    (ours,) = complete(lm.model, ids.tolist(), GenerationConfig(max_new_tokens=24, temperature=0, stop_at_eos=False), str)
+    (ours,) = complete(
+        lm.model, ids.tolist(), GenerationConfig(max_new_tokens=24, temperature=0, stop_at_eos=False), str
+    )
     assert ours.token_ids == theirs
 
 
@@ -141,9 +145,15 @@ def test_qwen2_biases_match_transformers(tmp_path, tokenizer):
 
 def test_mistral_sliding_window_caps_the_context_with_a_warning(tmp_path, tokenizer):
     torch.manual_seed(0)
-    ref = random_norms(transformers.MistralForCausalLM(transformers.MistralConfig(**llama_kwargs(tokenizer.vocab_size), sliding_window=16)))
+    ref = random_norms(
+        transformers.MistralForCausalLM(
+            transformers.MistralConfig(**llama_kwargs(tokenizer.vocab_size), sliding_window=16)
+        )
+    )
     path = save(ref, tokenizer, tmp_path / "hf")
-    with pytest.warns(UserWarning, match=r"sliding_window=16 attention is not implemented; the context is limited to 16"):
+    with pytest.warns(
+        UserWarning, match=r"sliding_window=16 attention is not implemented; the context is limited to 16"
+    ):
         lm = gl.load(path)
     assert lm.model.config.block_size == 16
     logits_close(lm, ref, 16, tokenizer.vocab_size)  # within the window: full attention, exact
@@ -166,7 +176,9 @@ def test_stored_head_wins_over_tie_word_embeddings_with_a_warning(tmp_path, toke
     raw["tie_word_embeddings"] = True  # contradicts the stored, different lm_head.weight
     (path / "config.json").write_text(json.dumps(raw))
     assert "lm_head.weight" in load_file(str(path / "model.safetensors"))
-    with pytest.warns(UserWarning, match=r"tie_word_embeddings is true but the checkpoint stores a different lm_head\.weight"):
+    with pytest.warns(
+        UserWarning, match=r"tie_word_embeddings is true but the checkpoint stores a different lm_head\.weight"
+    ):
         lm = gl.load(path)
     assert not lm.model.config.tie_weights
     logits_close(lm, ref, 20, tokenizer.vocab_size)  # the untied reference: the stored head is used

@@ -14,6 +14,7 @@ __all__ = [
     "Attention",
     "KVCache",
     "Linear",
+    "RopeScaling",
     "SinusoidalPositions",
     "SwiGLU",
     "alibi_bias",
@@ -21,6 +22,5 @@ __all__ = [
     "apply_rope",
     "make_mlp",
     "make_norm",
-    "RopeScaling",
     "rope_cache",
 ]
