@@ -141,7 +141,7 @@ def _config(f: GGUFFile, arch: str) -> GPTConfig:
     width = int(f.require(f"{arch}.embedding_length"))
     embedding = f.tensors.get("token_embd.weight")  # (C, V) innermost first: its rows are the vocabulary
     vocab = embedding.shape[-1] if embedding is not None else f.require(f"{arch}.vocab_size")
-    common = {
+    common: dict[str, Any] = {
         "vocab_size": int(vocab),
         "block_size": int(f.require(f"{arch}.context_length")),
         "n_layer": int(f.require(f"{arch}.block_count")),

@@ -163,8 +163,8 @@ def _sliding_window(c: dict[str, Any], model_type: str, context: int, where: str
     """The context genloom can serve exactly: a sliding window (Mistral, Qwen2) is not implemented, so a
     window shorter than the context caps it there (attention within the window is full attention)."""
     window = c.get("sliding_window")
-    used = window is not None and (model_type == "mistral" or (model_type == "qwen2" and c.get("use_sliding_window")))
-    if not used or window >= context:
+    used = model_type == "mistral" or (model_type == "qwen2" and c.get("use_sliding_window"))
+    if window is None or not used or int(window) >= context:
         return context
     warnings.warn(
         f"{where}: sliding_window={window} attention is not implemented; the context is limited to {window} "
