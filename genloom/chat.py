@@ -138,12 +138,11 @@ class JinjaChatTemplate:
         return self.tokens.get("eos_token")
 
 
-def pretrained_template(directory: Path, config: Mapping[str, Any]) -> JinjaChatTemplate | None:
+def pretrained_template(
+    directory: Path, config: Mapping[str, Any], tokens: Mapping[str, str]
+) -> JinjaChatTemplate | None:
     """The Jinja template a pretrained directory ships (`chat_template.jinja`, or `chat_template` in its
-    `tokenizer_config.json`), or None."""
-    from genloom.tokenizers import token_text
-
-    tokens = {k: t for k in ("bos_token", "eos_token", "unk_token", "pad_token") if (t := token_text(config.get(k)))}
+    `tokenizer_config.json` config), with its special tokens' texts; None when it has none."""
     jinja = directory / "chat_template.jinja"
     if jinja.exists():
         return JinjaChatTemplate(jinja.read_text(encoding="utf-8"), str(jinja), tokens)

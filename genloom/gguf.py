@@ -287,9 +287,9 @@ def _hf_tokenizer(f: GGUFFile) -> HFTokenizer:
         raise UserError(f"{f.path}: no tokenizer in the metadata (tokenizer.ggml.tokens)")
     types: list[int] = f.get("tokenizer.ggml.token_type") or [1] * len(tokens)
     if kind == "gpt2":
-        spelling = pre_tokenizers.ByteLevel.alphabet()
-        alphabet = set(spelling)
-        byte_char = {b: c for b, c in enumerate(_bytes_to_unicode())}
+        byte_char = _bytes_to_unicode()
+        alphabet = set(byte_char)
+        # a token written in plain text (not the byte alphabet) is spelled in it, as transformers does
         spelled = [t if set(t) <= alphabet else "".join(byte_char[b] for b in t.encode("utf-8")) for t in tokens]
         merges = [tuple(m.split(" ", 1)) for m in f.get("tokenizer.ggml.merges") or []]
         hf = HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(spelled)}, merges=merges))  # type: ignore[arg-type]

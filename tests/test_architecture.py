@@ -31,6 +31,7 @@ ALLOWED = {
         "tokenizers",
         "train",
         "hf",
+        "gguf",
         "masked_lm",
         "chat",
         "tune",
@@ -42,6 +43,7 @@ ALLOWED = {
     "serve": {"__init__", "errors", "generation", "chat"},
     "__init__": {"api", "errors", "generation", "masked_lm"},
     "hf": {"errors", "models", "tokenizers"},
+    "gguf": {"errors", "models", "tokenizers", "chat", "hf"},
     "__main__": {"cli"},
 }
 

@@ -22,6 +22,7 @@ from genloom.gguf import GGUFFile, unpermute
 from genloom.tokenizers import BPETokenizer
 
 from .conftest import SHAKESPEARE
+from .test_hf_variants import llama_kwargs, random_norms
 
 TEXTS = ["ROMEO: what light", "  two  spaces\nand 123 digits", "JULIET, ère ünïcode!", ""]
 
@@ -29,6 +30,14 @@ TEXTS = ["ROMEO: what light", "  two  spaces\nand 123 digits", "JULIET, ère ün
 @pytest.fixture(scope="module")
 def tokenizer() -> BPETokenizer:
     return BPETokenizer.train([SHAKESPEARE.read_text()[:20_000]], vocab_size=320)
+
+
+def finish(w: gguf.GGUFWriter) -> None:
+    """Write the header, metadata and tensors, in the order the format needs."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -114,32 +123,15 @@ def write_gguf(path: Path, arch: str, model: transformers.PreTrainedModel, tok: 
         put("output_norm.weight", sd["transformer.ln_f.weight"])
         put("output_norm.bias", sd["transformer.ln_f.bias"])
         put("output.weight", sd["transformer.wte.weight"])  # llama.cpp writes GPT-2's tied head out again
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     return path
 
 
 def llama(vocab: int, tied: bool = False) -> transformers.PreTrainedModel:
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
-        tie_word_embeddings=tied,
-    )
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    return model
+    params = {"rope_type": "default", "rope_theta": 10_000.0}
+    cfg = transformers.LlamaConfig(**llama_kwargs(vocab, rope_parameters=params, tie_word_embeddings=tied))
+    return random_norms(transformers.LlamaForCausalLM(cfg))
 
 
 def gpt2(vocab: int) -> transformers.PreTrainedModel:
@@ -206,10 +198,7 @@ def test_k_quants_dequantise_as_transformers_does(tmp_path, qtype):
     raw[raw >= 0x78] = 0x38  # no byte can start an f16 inf/NaN or a huge scale (their high byte is ≥ 0x78)
     w = gguf.GGUFWriter(str(tmp_path / "k.gguf"), "llama")
     w.add_tensor("t.weight", raw, raw_shape=raw.shape, raw_dtype=qtype)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     ours = GGUFFile(tmp_path / "k.gguf").tensor("t.weight")
     theirs = hf_dequantize(torch.from_numpy(raw.reshape(-1).copy()), int(qtype)).reshape(rows, cols)
     assert ours.shape == (rows, cols) and torch.isfinite(ours).all()
@@ -233,10 +222,7 @@ def test_bad_gguf_files_give_one_clear_line(tmp_path, tokenizer):
 
     w = gguf.GGUFWriter(str(tmp_path / "bert.gguf"), "bert")
     w.add_block_count(1)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     with pytest.raises(
         UserError, match=r"bert\.gguf: GGUF architecture 'bert' is not supported; expected one of llama, gpt2"
     ):
@@ -246,10 +232,7 @@ def test_bad_gguf_files_give_one_clear_line(tmp_path, tokenizer):
     raw = np.zeros((64, 64 // 32 * 18), dtype=np.uint8)  # IQ4_NL blocks: 32 values in 18 bytes
     w = gguf.GGUFWriter(str(iq), "llama")
     w.add_tensor("t.weight", raw, raw_shape=raw.shape, raw_dtype=Q.IQ4_NL)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
     with pytest.raises(
         UserError, match=r"iq\.gguf: tensor t\.weight is stored as IQ4_NL, .*expected one of F32, F16, BF16, Q8_0"
     ):

@@ -398,11 +398,14 @@ def load_hf_dir(path: Path) -> LanguageModel:
     from genloom.chat import pretrained_template
     from genloom.data.text import TextDataConfig
     from genloom.hf import load_hf
-    from genloom.tokenizers import read_tokenizer_config
+    from genloom.tokenizers import read_tokenizer_config, token_text
 
     model, tokenizer, cfg, bos_id = load_hf(path)
     rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
-    template = pretrained_template(path, read_tokenizer_config(path))
+    config = read_tokenizer_config(path)
+    names = ("bos_token", "eos_token", "unk_token", "pad_token")
+    tokens = {name: text for name in names if (text := token_text(config.get(name)))}
+    template = pretrained_template(path, config, tokens)
     return LanguageModel(model, tokenizer, rc, path, bos_id, template)
 
 
