@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
+from typing import Any, NoReturn
 
 from genloom.errors import UserError
 
@@ -61,6 +64,99 @@ class ChatTemplate:
             raise UserError(f"{path}: not a chat template (needs system, user, assistant, end strings): {e}") from None
 
 
+class RenderedChat(str):
+    """Prompt text rendered by a pretrained chat template: it already holds every special token the model
+    expects (`<|im_start|>`, a start-of-text token), so it is encoded without adding any."""
+
+
+def _raise_exception(message: str) -> NoReturn:
+    """What templates call to refuse a conversation (e.g. roles out of order)."""
+    from jinja2.exceptions import TemplateError
+
+    raise TemplateError(message)
+
+
+def _tojson(
+    x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
+    """transformers' `tojson`: plain JSON, no HTML escaping (Jinja's own filter escapes `<`, `>`, `&`)."""
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+@dataclass(frozen=True)
+class JinjaChatTemplate:
+    """A pretrained model's own Jinja chat template with its special tokens (`bos_token`, `eos_token`, ...).
+
+    `source` names where it came from, for error messages; `end` is the end-of-turn text the reply stops
+    at (the tokenizer's end-of-sequence token: generation also stops at its id)."""
+
+    template: str
+    source: str
+    tokens: Mapping[str, str] = field(default_factory=dict)  # bos_token, eos_token, unk_token, pad_token
+
+    @cached_property
+    def _compiled(self) -> Any:
+        import jinja2
+        from jinja2.ext import loopcontrols
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        env.filters["tojson"] = _tojson
+        env.globals["raise_exception"] = _raise_exception
+        env.globals["strftime_now"] = _strftime_now
+        try:
+            return env.from_string(self.template)
+        except jinja2.TemplateError as e:
+            raise UserError(f"{self.source}: the chat template does not compile: {e}") from None
+
+    def render(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> RenderedChat:
+        """The prompt text for `messages`, exactly as transformers' `apply_chat_template(tokenize=False)`."""
+        import jinja2
+
+        messages = [dict(m) for m in check_messages(messages)]
+        compiled = self._compiled
+        try:
+            text = compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **dict(self.tokens))
+        except jinja2.exceptions.SecurityError as e:
+            raise UserError(f"{self.source}: the chat template tried to leave its sandbox ({e})") from None
+        except jinja2.TemplateError as e:
+            raise UserError(f"{self.source}: the chat template refused these messages: {e}") from None
+        except Exception as e:  # a template bug (a bad index, a type error) is the template's, named as such
+            raise UserError(f"{self.source}: the chat template failed ({type(e).__name__}: {e})") from None
+        return RenderedChat(text)
+
+    @property
+    def special_tokens(self) -> list[str]:
+        return []  # the tokenizer already has them
+
+    @property
+    def end(self) -> str | None:
+        return self.tokens.get("eos_token")
+
+
+def pretrained_template(
+    directory: Path, config: Mapping[str, Any], tokens: Mapping[str, str]
+) -> JinjaChatTemplate | None:
+    """The Jinja template a pretrained directory ships (`chat_template.jinja`, or `chat_template` in its
+    `tokenizer_config.json` config), with its special tokens' texts; None when it has none."""
+    jinja = directory / "chat_template.jinja"
+    if jinja.exists():
+        return JinjaChatTemplate(jinja.read_text(encoding="utf-8"), str(jinja), tokens)
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: the "default" one is the chat template
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    if not isinstance(template, str):
+        return None
+    return JinjaChatTemplate(template, str(directory / "tokenizer_config.json"), tokens)
+
+
+AnyChatTemplate = ChatTemplate | JinjaChatTemplate
+
+
 def check_messages(messages: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
     """The messages, or a one-line error naming the first bad one (field `messages[i].role` etc.)."""
     if not isinstance(messages, Sequence) or isinstance(messages, str) or not messages:
@@ -82,16 +178,18 @@ def render_plain(messages: Sequence[Mapping[str, str]], add_generation_prompt: b
 
 
 def render_messages(
-    messages: Sequence[Mapping[str, str]], template: ChatTemplate | None, add_generation_prompt: bool = True
+    messages: Sequence[Mapping[str, str]], template: AnyChatTemplate | None, add_generation_prompt: bool = True
 ) -> str:
-    """The prompt text for `messages`: the run's template, or the plain rendering for a base run."""
+    """The prompt text for `messages`: the run's template (genloom's or a pretrained model's Jinja one),
+    or the plain rendering for a base run."""
     if template is None:
         return render_plain(messages, add_generation_prompt)
     return template.render(messages, add_generation_prompt)
 
 
-def stop_sequences(template: ChatTemplate | None) -> tuple[str, ...]:
-    """Where an assistant turn ends: the end marker, or (base run) the next role line."""
+def stop_sequences(template: AnyChatTemplate | None) -> tuple[str, ...]:
+    """Where an assistant turn ends: the end marker, or (base run) the next role line. A pretrained
+    template's turn ends at the end-of-sequence token, which generation stops at by its id."""
     if template is None:
         return ("\nUser:", "\nSystem:")
-    return (template.end,)
+    return (template.end,) if template.end else ()

@@ -16,14 +16,21 @@ listed in `model.safetensors.index.json`) and `tokenizer.json`. We read them wit
 | norm_f, lm_head            | transformer.ln_f, lm_head (tied)        | model.norm, lm_head (tied or not)            |
 
 GPT-2's `Conv1D` stores weights as (in, out), the transpose of `nn.Linear`. Our RoPE uses the same
-half-split layout as Hugging Face Llama, so q/k weights need no permutation. `save_hf` writes the
+half-split layout as Hugging Face Llama, so q/k weights need no permutation. Mistral and Qwen2
+checkpoints are Llama-shaped (Qwen2 adds q/k/v biases); RoPE rescaling (`rope_scaling`, or
+transformers 5's `rope_parameters`) of kinds linear, dynamic, llama3 and yarn maps to `GPTConfig`'s
+`rope_*` fields. The tokenizer encodes as the checkpoint's own (`genloom.tokenizers.load_pretrained_tokenizer`):
+no start token is added unless its post-processor or `tokenizer_config.json` says so. `save_hf` writes the
 same tables backwards, so `transformers` loads a genloom run (GPT-2 layout for learned positions +
 LayerNorm + GELU; Llama layout for RoPE + RMSNorm + SwiGLU).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +39,10 @@ import torch
 from genloom.config import check_int_fields, read_json_object
 from genloom.errors import UserError
 from genloom.models.gpt import GPT, GPTConfig
-from genloom.tokenizers import Tokenizer, load_tokenizer
+from genloom.tokenizers import Tokenizer, load_pretrained_tokenizer
 
-SUPPORTED = ("gpt2", "llama")
+SUPPORTED = ("gpt2", "llama", "mistral", "qwen2")  # the last three are Llama-shaped
+ROPE_KINDS = ("default", "linear", "dynamic", "llama3", "yarn")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -64,11 +72,13 @@ def _gpt2_pairs(n_layer: int, tied: bool) -> list[Pair]:
     return pairs
 
 
-def _llama_pairs(n_layer: int, tied: bool) -> list[Pair]:
+def _llama_pairs(n_layer: int, tied: bool, qkv_bias: bool = False) -> list[Pair]:
     pairs: list[Pair] = [("wte.weight", ["model.embed_tokens.weight"], False)]
     for i in range(n_layer):
         ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
         attn = [f"{theirs}self_attn.{p}_proj.weight" for p in "qkv"]
+        if qkv_bias:  # Qwen2
+            pairs.append((f"{ours}attn.qkv.bias", [f"{theirs}self_attn.{p}_proj.bias" for p in "qkv"], False))
         pairs += [
             (f"{ours}norm_1.weight", [f"{theirs}input_layernorm.weight"], False),
             (f"{ours}attn.qkv.weight", attn, False),
@@ -113,25 +123,73 @@ def _gpt2_config(c: dict[str, Any], where: str) -> GPTConfig:
     )
 
 
-def _rope_theta(c: dict[str, Any], where: str) -> float:
+def _rope_fields(c: dict[str, Any], where: str) -> dict[str, Any]:
+    """GPTConfig's rope_* fields from `rope_parameters` (transformers 5) or `rope_scaling` + `rope_theta`."""
     rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
     kind = rope.get("rope_type", rope.get("type", "default"))
-    if kind != "default":
-        raise UserError(f"{where}: RoPE scaling {kind!r} is not supported (only plain RoPE with rope_theta)")
-    return float(rope.get("rope_theta", c.get("rope_theta", 10000.0)))
+    if kind not in ROPE_KINDS:
+        raise UserError(f"{where}: RoPE scaling {kind!r} is not supported; supported: {', '.join(ROPE_KINDS)}")
+    fields: dict[str, Any] = {"rope_theta": float(rope.get("rope_theta", c.get("rope_theta", 10000.0)))}
+    if kind == "default":
+        return fields
+    context = c.get("max_position_embeddings", 2048)
+    fields |= {"rope_scaling": kind, "rope_factor": float(rope.get("factor", 1.0))}
+    if kind == "dynamic":  # transformers grows the base beyond max_position_embeddings itself
+        fields["rope_original_context"] = context
+    if kind in ("llama3", "yarn"):
+        fields["rope_original_context"] = int(rope.get("original_max_position_embeddings") or context)
+    if kind == "llama3":
+        fields |= {"rope_low_freq_factor": rope["low_freq_factor"], "rope_high_freq_factor": rope["high_freq_factor"]}
+    if kind == "yarn":
+        factor = rope.get("factor") or context / fields["rope_original_context"]
+
+        def mscale(scale: float, m: float = 1.0) -> float:
+            return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+        attention = rope.get("attention_factor")
+        if attention is None:
+            m, m_all = rope.get("mscale"), rope.get("mscale_all_dim")
+            attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+        fields |= {
+            "rope_factor": float(factor),
+            "rope_beta_fast": float(rope.get("beta_fast") or 32),
+            "rope_beta_slow": float(rope.get("beta_slow") or 1),
+            "rope_attention_factor": float(attention),
+            "rope_truncate": bool(rope.get("truncate", True)),
+        }
+    return fields
 
 
-def _llama_config(c: dict[str, Any], where: str) -> GPTConfig:
+def _sliding_window(c: dict[str, Any], model_type: str, context: int, where: str) -> int:
+    """The context genloom can serve exactly: a sliding window (Mistral, Qwen2) is not implemented, so a
+    window shorter than the context caps it there (attention within the window is full attention)."""
+    window = c.get("sliding_window")
+    used = model_type == "mistral" or (model_type == "qwen2" and c.get("use_sliding_window"))
+    if window is None or not used or int(window) >= context:
+        return context
+    warnings.warn(
+        f"{where}: sliding_window={window} attention is not implemented; the context is limited to {window} "
+        f"tokens (max_position_embeddings is {context}), where it equals full attention",
+        stacklevel=3,
+    )
+    return int(window)
+
+
+def _llama_config(c: dict[str, Any], where: str, model_type: str = "llama") -> GPTConfig:
     if c.get("hidden_act", "silu") != "silu":
         raise UserError(f"{where}: hidden_act {c['hidden_act']!r} is not supported; Llama uses 'silu'")
     if c.get("attention_bias") or c.get("mlp_bias"):
         raise UserError(f"{where}: attention_bias/mlp_bias are not supported")
     heads, width = c["num_attention_heads"], c["hidden_size"]
-    if c.get("head_dim", width // heads) != width // heads:
+    if c.get("head_dim") not in (None, width // heads):
         raise UserError(f"{where}: head_dim {c['head_dim']} ≠ hidden_size / num_attention_heads is not supported")
+    context = c.get("max_position_embeddings", 2048)
+    rope = _rope_fields(c, where)
+    if rope.get("rope_scaling") == "dynamic":  # it exists to run past max_position_embeddings: allow factor × that
+        context = int(context * rope["rope_factor"])
     return GPTConfig(
         vocab_size=c["vocab_size"],
-        block_size=c.get("max_position_embeddings", 2048),
+        block_size=_sliding_window(c, model_type, context, where),
         n_layer=c["num_hidden_layers"],
         n_head=heads,
         n_kv_head=c.get("num_key_value_heads") or heads,
@@ -141,9 +199,10 @@ def _llama_config(c: dict[str, Any], where: str) -> GPTConfig:
         norm="rmsnorm",
         norm_eps=c.get("rms_norm_eps", 1e-6),
         pos_encoding="rope",
-        rope_theta=_rope_theta(c, where),
         bias=False,
+        qkv_bias=model_type == "qwen2",  # Qwen2 always has q/k/v biases
         tie_weights=c.get("tie_word_embeddings", False),
+        **rope,
     )
 
 
@@ -177,9 +236,11 @@ def read_hf_config(path: Path) -> tuple[str, GPTConfig, dict[str, Any]]:
             f"{where}: unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED)} (and bert, as a masked LM)"
         )
     try:
-        cfg = _gpt2_config(raw, where) if model_type == "gpt2" else _llama_config(raw, where)
+        cfg = _gpt2_config(raw, where) if model_type == "gpt2" else _llama_config(raw, where, model_type)
     except KeyError as e:
         raise UserError(f"{where}: missing field {e.args[0]!r}") from None
+    except UserError:  # already names the file (a UserError is a ValueError too)
+        raise
     except ValueError as e:
         raise UserError(f"{where}: {e}") from None
     return model_type, cfg, raw
@@ -234,35 +295,66 @@ def _read_tensors(path: Path, model_type: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig, int | None]:
-    """Build a genloom GPT from a Hugging Face GPT-2 or Llama directory (weights in fp32). Also returns
-    the beginning-of-text id that prompts start with: Llama's `bos_token_id` (GPT-2 uses none)."""
-    path = Path(path)
-    model_type, cfg, raw = read_hf_config(path)
-    tokenizer = load_tokenizer(path / TOKENIZER_FILE)
+def _untie_if_stored(cfg: GPTConfig, tensors: dict[str, torch.Tensor], where: str) -> GPTConfig:
+    """A stored `lm_head.weight` that differs from the embedding is the model's head whatever
+    `tie_word_embeddings` says (transformers uses it too, with a warning)."""
+    head, embedding = tensors.get("lm_head.weight"), tensors.get("model.embed_tokens.weight", tensors.get("wte.weight"))
+    if cfg.tie_weights and head is not None and embedding is not None and not torch.equal(head, embedding):
+        warnings.warn(
+            f"{where}: tie_word_embeddings is true but the checkpoint stores a different lm_head.weight; "
+            "using the stored head (untied), as transformers does",
+            stacklevel=3,
+        )
+        return dataclasses.replace(cfg, tie_weights=False)
+    return cfg
+
+
+def check_vocab(tokenizer: Tokenizer, cfg: GPTConfig, where: Path) -> None:
+    """A tokenizer may have fewer ids than the embedding has rows (padded vocabularies), never more."""
     if tokenizer.vocab_size > cfg.vocab_size:
         raise UserError(
-            f"{path / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, more than the model's {cfg.vocab_size}"
+            f"{where}: the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has "
+            f"{cfg.vocab_size} rows (expected at most {cfg.vocab_size}); tokenizer and weights do not belong together"
         )
-    eos = raw.get("eos_token_id")
-    tokenizer.eos_id = eos[0] if isinstance(eos, list) else eos if eos is not None else tokenizer.eos_id
-    tensors = _read_tensors(path, model_type)
-    pairs = _gpt2_pairs if model_type == "gpt2" else _llama_pairs
-    model = GPT(cfg)
+
+
+def load_weights(model: GPT, tensors: dict[str, torch.Tensor], pairs: list[Pair], where: Path) -> None:
+    """Copy `tensors` into `model` by the name table `pairs`, checking every shape."""
     params = dict(model.named_parameters())  # tied lm_head appears once, as wte
     with torch.no_grad():
-        for ours, theirs, transposed in pairs(cfg.n_layer, cfg.tie_weights):
+        for ours, theirs, transposed in pairs:
             missing = [t for t in theirs if t not in tensors]
             if missing:
-                raise UserError(f"{path}: weights are missing tensor {missing[0]} (incomplete or mismatched shards?)")
+                raise UserError(f"{where}: weights are missing tensor {missing[0]} (incomplete or mismatched shards?)")
             value = torch.cat([tensors[t].t() if transposed else tensors[t] for t in theirs], dim=0)
             if value.shape != params[ours].shape:
                 raise UserError(
-                    f"{path}: tensor {theirs[0]} has shape {tuple(value.shape)}, config.json implies {tuple(params[ours].shape)}"
+                    f"{where}: tensor {theirs[0]} has shape {tuple(value.shape)}, the config implies {tuple(params[ours].shape)}"
                 )
             params[ours].copy_(value)
     model.eval()
-    bos = raw.get("bos_token_id") if model_type == "llama" else None
+
+
+def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig, int | None]:
+    """Build a genloom GPT from a Hugging Face GPT-2, Llama, Mistral or Qwen2 directory (weights in fp32).
+    Also returns config.json's beginning-of-text id, which only an empty prompt starts from: a prompt's
+    ids are the tokenizer's own, start token included only if the tokenizer adds one."""
+    path = Path(path)
+    model_type, cfg, raw = read_hf_config(path)
+    tokenizer = load_pretrained_tokenizer(path)
+    check_vocab(tokenizer, cfg, path)
+    eos = raw.get("eos_token_id")
+    tokenizer.eos_id = eos[0] if isinstance(eos, list) else eos if eos is not None else tokenizer.eos_id
+    tensors = _read_tensors(path, model_type)
+    if model_type != "gpt2":
+        cfg = _untie_if_stored(cfg, tensors, str(path))
+    model = GPT(cfg)
+    if model_type == "gpt2":
+        pairs = _gpt2_pairs(cfg.n_layer, cfg.tie_weights)
+    else:
+        pairs = _llama_pairs(cfg.n_layer, cfg.tie_weights, cfg.qkv_bias)
+    load_weights(model, tensors, pairs, path)
+    bos = raw.get("bos_token_id")
     return model, tokenizer, cfg, bos[0] if isinstance(bos, list) else bos
 
 
@@ -292,7 +384,8 @@ def hf_config(model: GPT, eos_id: int | None) -> tuple[str, dict[str, Any]]:
             "attn_pdrop": 0.0,
             **common,
         }
-    if cfg.pos_encoding == "rope" and cfg.norm == "rmsnorm" and cfg.mlp == "swiglu" and not cfg.bias:
+    plain_rope = cfg.rope_scaling == "none" and not cfg.qkv_bias  # what genloom trains; imports may differ
+    if cfg.pos_encoding == "rope" and cfg.norm == "rmsnorm" and cfg.mlp == "swiglu" and not cfg.bias and plain_rope:
         return "llama", {
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",

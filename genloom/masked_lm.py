@@ -3,6 +3,11 @@
 `genloom.load(run)` returns a `MaskedLanguageModel` for a `bert` run or a local Hugging Face BERT
 directory. It joins the model and its WordPiece tokenizer: text in, fillers or vectors out.
 
+A sentence-transformers directory (a bare `BertModel` with `modules.json`) brings its own embedding
+pipeline, which `embed` follows as sentence-transformers' `encode` does: texts truncated to
+`max_seq_length` tokens, the pooling of `1_Pooling/config.json` (mean, CLS or max), then the
+`Normalize` module if listed. Such a checkpoint has no masked-LM head, so it embeds but cannot fill masks.
+
 ```python
 import genloom as gl
 lm = gl.load("runs/bert")
@@ -14,10 +19,13 @@ lm.embed(["good morrow", "good night"])            # (2, n_embd) mean-pooled ove
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer as HFTokenizer
 
 from genloom.data.masking import MaskedTextDataConfig, MaskedTokenData, MaskingTables
 from genloom.errors import UserError
@@ -38,21 +46,72 @@ def masked_batches(
     return MaskedTokenData(train, val, block_size, tokenizer.cls_id, tokenizer.sep_id, tables, cfg)
 
 
-class MaskedLanguageModel:
-    """A BERT model with its tokenizer; `config` is the run's `RunConfig` (None for a Hugging Face directory)."""
+@dataclass(frozen=True)
+class Pooling:
+    """How token vectors become one sentence vector (sentence-transformers' Pooling + Normalize modules)."""
 
-    def __init__(self, model: Bert, tokenizer: Tokenizer, config: Any, run_dir: Path) -> None:
+    mode: Literal["mean", "cls", "max", "mean_sqrt_len"] = "mean"  # over each text's non-pad tokens
+    normalize: bool = False  # unit L2 norm afterwards
+    max_seq_length: int | None = (
+        None  # texts are cut to this many tokens ([CLS] and [SEP] included); None: refuse longer
+    )
+
+    def __call__(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Args: h (B, T, C) last hidden states; mask (B, T) 1 for real tokens. Returns (B, C)."""
+        weights = mask.to(h.dtype)[:, :, None]  # (B, T, 1)
+        if self.mode == "cls":
+            out = h[:, 0]
+        elif self.mode == "max":  # padding can never win the max (sentence-transformers uses -1e9 too)
+            out = h.masked_fill(weights == 0, -1e9).max(dim=1).values
+        else:
+            count = weights.sum(dim=1).clamp(min=1e-9)  # (B, 1)
+            out = (h * weights).sum(dim=1) / (count if self.mode == "mean" else count.sqrt())
+        return F.normalize(out, p=2, dim=1) if self.normalize else out
+
+
+class MaskedLanguageModel:
+    """A BERT model with its tokenizer; `config` is the run's `RunConfig` (None for a Hugging Face directory).
+
+    `pooling` is the embedding pipeline (mean over non-pad tokens unless the checkpoint says otherwise);
+    `has_mlm_head` is False for an encoder-only checkpoint, which then cannot fill masks."""
+
+    def __init__(
+        self,
+        model: Bert,
+        tokenizer: Tokenizer,
+        config: Any,
+        run_dir: Path,
+        pooling: Pooling | None = None,
+        has_mlm_head: bool = True,
+    ) -> None:
         if not isinstance(tokenizer, WordPieceTokenizer):
-            raise UserError(f"{run_dir}: a masked LM needs a WordPiece tokenizer.json, got {tokenizer.kind!r}")
+            raise UserError(
+                f"{run_dir}: a masked LM needs a BERT tokenizer ([CLS]/[SEP]/[MASK]), got {tokenizer.kind!r}"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.run_dir = run_dir
+        self.pooling = pooling or Pooling()
+        self.has_mlm_head = has_mlm_head
+        self._truncating: HFTokenizer | None = None
 
-    def _batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _framed(self, text: str, truncate: bool) -> list[int]:
+        """`[CLS] text [SEP]` ids; with `truncate`, cut to the pipeline's max_seq_length as its tokenizer does."""
+        limit = self.pooling.max_seq_length
+        if not truncate or limit is None:
+            return self.tokenizer.encode_framed(text)
+        if self._truncating is None:  # a copy: the shared tokenizer keeps encoding whole texts
+            self._truncating = HFTokenizer.from_str(self.tokenizer.hf.to_str())
+            self._truncating.enable_truncation(limit)
+        if self._truncating.post_processor is None:
+            return [self.tokenizer.cls_id, *self.tokenizer.encode(text)[: limit - 2], self.tokenizer.sep_id]
+        return self._truncating.encode(text, add_special_tokens=True).ids
+
+    def _batch(self, texts: Sequence[str], truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """`[CLS] text [SEP]` for each text, right-padded: ids and attention mask, each (B, T)."""
         tok, limit = self.tokenizer, self.model.config.block_size
-        rows = [[tok.cls_id, *tok.encode(text), tok.sep_id] for text in texts]
+        rows = [self._framed(text, truncate) for text in texts]
         for text, row in zip(texts, rows, strict=True):
             if len(row) > limit:
                 raise UserError(
@@ -70,6 +129,11 @@ class MaskedLanguageModel:
     @torch.no_grad()
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """The `top_k` most probable tokens for each [MASK] in `text`, with their probabilities."""
+        if not self.has_mlm_head:
+            raise UserError(
+                f"{self.run_dir}: this checkpoint is an encoder without a masked-LM head (cls.predictions.*), "
+                "so it can embed() but not fill masks; use a BertForMaskedLM checkpoint for fill-mask"
+            )
         if top_k <= 0:
             raise UserError(f"top_k must be a positive integer, got {top_k}")
         if MASK not in text:
@@ -86,13 +150,14 @@ class MaskedLanguageModel:
 
     @torch.no_grad()
     def embed(self, texts: str | Sequence[str]) -> torch.Tensor:
-        """Sentence embeddings (N, n_embd): last hidden states mean-pooled over each text's non-pad tokens."""
+        """Sentence embeddings (N, n_embd): last hidden states pooled as `self.pooling` says (by default the
+        mean over each text's non-pad tokens)."""
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             raise UserError("embed: give at least one text")
         out = []
         for start in range(0, len(texts), EMBED_BATCH):
-            ids, mask = self._batch(texts[start : start + EMBED_BATCH])
-            out.append(self.model.embed(ids, mask))
+            ids, mask = self._batch(texts[start : start + EMBED_BATCH], truncate=True)
+            out.append(self.pooling(self.model.encode(ids, mask), mask))
         return torch.cat(out)

@@ -11,12 +11,21 @@
   tokens [PAD] [UNK] [CLS] [SEP] [MASK], trained here (uncased) or read from a Hugging Face BERT
   `tokenizer.json`. Words split into pieces; a piece that continues a word starts with `##`, which is
   what whole-word masking needs. Lossy by design (lower-casing, whitespace), so it is for masked LMs.
+  A pretrained masked LM's tokenizer may be any model kind the `tokenizers` library reads (WordLevel,
+  BPE, Unigram); the special tokens are then the ones its `tokenizer_config.json` names.
+
+`load_pretrained_tokenizer` reads a pretrained model's directory so that text encodes exactly as with
+the model's own tokenizer (transformers' `AutoTokenizer`): the padding and truncation stored in
+`tokenizer.json` are dropped (they are for batches of a fixed shape, not for one text), and the special
+tokens around a text are the post-processor's, or `tokenizer_config.json`'s `add_bos_token` /
+`add_eos_token` when it sets them. `vocab.txt`-only BERT directories and `tokenizer.model`
+(SentencePiece) directories are converted (the latter through transformers' converter).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,12 +133,17 @@ class CharTokenizer:
 class _HFBacked:
     """Encoding, decoding and saving through a `tokenizers.Tokenizer` (shared by BPE and WordPiece).
 
-    `encode` adds no template tokens ([CLS]/[SEP]); special tokens written in the text (`[MASK]`) stay."""
+    `encode` adds no template tokens ([CLS]/[SEP]); special tokens written in the text (`[MASK]`) stay.
+    `encode_framed` adds what the tokenizer's post-processor adds (a pretrained Llama's `<s>`, BERT's
+    `[CLS] … [SEP]`): the ids the model's own tokenizer gives for one text."""
 
     hf: HFTokenizer
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_framed(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=True).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
@@ -144,12 +158,16 @@ class _HFBacked:
 
 
 class BPETokenizer(_HFBacked):
-    """Byte-level BPE trained with Hugging Face `tokenizers`; `<|endoftext|>` separates documents."""
+    """Byte-level BPE trained with Hugging Face `tokenizers`; `<|endoftext|>` separates documents.
+
+    Also the handle of any pretrained causal LM's tokenizer (`kind` then names its model: "bpe",
+    "unigram", "wordlevel", "wordpiece")."""
 
     kind = "bpe"
 
     def __init__(self, hf: HFTokenizer) -> None:
         self.hf = hf
+        self.kind = type(hf.model).__name__.lower()
         self.eos_id: int | None = hf.token_to_id(EOS)
 
     @classmethod
@@ -175,20 +193,29 @@ class BPETokenizer(_HFBacked):
 
 
 class WordPieceTokenizer(_HFBacked):
-    """BERT's WordPiece with its special tokens, through Hugging Face `tokenizers`."""
+    """BERT's WordPiece with its special tokens, through Hugging Face `tokenizers`.
+
+    `specials` names the pad, unk, cls, sep and mask tokens (BERT's bracketed ones by default; a
+    pretrained checkpoint's `tokenizer_config.json` may name others, such as RoBERTa-style `<s>`)."""
 
     kind = "wordpiece"
 
-    def __init__(self, hf: HFTokenizer, source: str = "tokenizer.json") -> None:
+    def __init__(
+        self, hf: HFTokenizer, source: str = "tokenizer.json", specials: Mapping[str, str] | None = None
+    ) -> None:
         self.hf = hf
+        self.kind = type(hf.model).__name__.lower()  # a pretrained checkpoint's may be "bpe", "unigram", ...
+        names = dict(zip(("pad", "unk", "cls", "sep", "mask"), BERT_SPECIAL_TOKENS, strict=True)) | dict(specials or {})
         ids = {}
-        for token in BERT_SPECIAL_TOKENS:
-            i = hf.token_to_id(token)
+        for role in ("pad", "unk", "cls", "sep", "mask"):
+            i = hf.token_to_id(names[role])
             if i is None:
-                raise UserError(f"{source}: a BERT tokenizer needs the special token {token}; it is missing")
-            ids[token] = i
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (ids[t] for t in BERT_SPECIAL_TOKENS)
-        self.special_ids = sorted(ids.values())
+                raise UserError(
+                    f"{source}: a BERT tokenizer needs the special {role} token {names[role]}; it is missing"
+                )
+            ids[role] = i
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids.values()
+        self.special_ids = sorted(set(ids.values()))
         self.eos_id: int | None = None  # documents are joined without a separator token
         prefix = getattr(hf.model, "continuing_subword_prefix", "##") or "##"
         vocab = hf.get_vocab(with_added_tokens=True)
@@ -247,6 +274,12 @@ class WordPieceTokenizer(_HFBacked):
 
     def id_to_token(self, i: int) -> str:
         return self.hf.id_to_token(i) or "[UNK]"
+
+    def encode_framed(self, text: str) -> list[int]:
+        """`[CLS] text [SEP]` as the post-processor frames it (or by hand, when the file has none)."""
+        if self.hf.post_processor is None:
+            return [self.cls_id, *self.encode(text), self.sep_id]
+        return self.hf.encode(text, add_special_tokens=True).ids
 
 
 Tokenizer = CharTokenizer | BPETokenizer | WordPieceTokenizer
@@ -320,6 +353,118 @@ def _char_spec(spec: dict[str, Any], model: dict[str, Any], path: Path) -> tuple
             raise UserError(f"{path}: added_tokens[{i}] must be an object with an integer 'id' and a string 'content'")
         added.append((item["id"], item["content"]))
     return vocab, added
+
+
+# ---- pretrained checkpoints' tokenizers ------------------------------------------------------------
+
+TOKENIZER_CONFIG = "tokenizer_config.json"
+BERT_ROLES = ("pad", "unk", "cls", "sep", "mask")
+
+
+def token_text(value: object) -> str | None:
+    """A special token as `tokenizer_config.json` writes it: a string, or an AddedToken dict with `content`."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def read_tokenizer_config(directory: Path) -> dict[str, object]:
+    """`tokenizer_config.json` of a pretrained directory ({} when there is none)."""
+    path = directory / TOKENIZER_CONFIG
+    if not path.exists():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return config
+
+
+def _bert_from_vocab(vocab: Path, config: Mapping[str, object]) -> HFTokenizer:
+    """BERT's tokenizer from a bare `vocab.txt`, built as transformers' `BertConverter` builds it."""
+    names = {role: token_text(config.get(f"{role}_token")) or f"[{role.upper()}]" for role in BERT_ROLES}
+    try:
+        tok = HFTokenizer(models.WordPiece.from_file(str(vocab), unk_token=names["unk"]))
+    except Exception as e:
+        raise UserError(f"{vocab}: not a readable WordPiece vocabulary ({str(e).splitlines()[0]})") from None
+    strip = config.get("strip_accents")
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+        strip_accents=strip if isinstance(strip, bool) else None,
+        lowercase=bool(config.get("do_lower_case", True)),
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.add_special_tokens([t for t in names.values() if tok.token_to_id(t) is not None])
+    cls, sep = names["cls"], names["sep"]
+    if tok.token_to_id(cls) is not None and tok.token_to_id(sep) is not None:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
+        )
+    return tok
+
+
+def _from_sentencepiece(directory: Path) -> HFTokenizer:
+    """A `tokenizer.model` (SentencePiece) directory through transformers' own conversion."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(directory)).backend_tokenizer  # type: ignore[no-any-return]
+    except ImportError as e:
+        raise UserError(
+            f"{directory / 'tokenizer.model'}: converting a SentencePiece model needs transformers and "
+            f"sentencepiece installed ({e}); or give the directory a tokenizer.json"
+        ) from None
+    except Exception as e:
+        raise UserError(f"{directory / 'tokenizer.model'}: cannot convert it ({str(e).splitlines()[0]})") from None
+
+
+def set_bos_eos(hf: HFTokenizer, add_bos: bool, add_eos: bool, bos: str | None, eos: str | None) -> None:
+    """Frame every text with `bos`/`eos` as transformers' `update_post_processor` does."""
+    add_bos = add_bos and bos is not None and hf.token_to_id(bos) is not None
+    add_eos = add_eos and eos is not None and hf.token_to_id(eos) is not None
+    single = f"{f'{bos}:0 ' if add_bos else ''}$A:0{f' {eos}:0' if add_eos else ''}"
+    pair = f"{single}{f' {bos}:1' if add_bos else ''} $B:1{f' {eos}:1' if add_eos else ''}"
+    specials = [(t, hf.token_to_id(t)) for t, on in ((bos, add_bos), (eos, add_eos)) if on and t is not None]
+    hf.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+
+
+def load_pretrained_tokenizer(directory: str | Path, masked: bool = False) -> BPETokenizer | WordPieceTokenizer:
+    """The tokenizer of a pretrained model directory, encoding exactly as the model's own tokenizer.
+
+    Reads `tokenizer.json` (any model kind), else `vocab.txt` (BERT), else `tokenizer.model`
+    (SentencePiece); `masked` gives the masked-LM handle (special tokens named by the config)."""
+    directory = Path(directory)
+    config = read_tokenizer_config(directory)
+    source = directory / "tokenizer.json"
+    if source.exists():
+        try:
+            hf = HFTokenizer.from_file(str(source))
+        except Exception as e:  # the library's own parse error, shortened to one line
+            raise UserError(f"{source}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
+    elif (directory / "vocab.txt").exists():
+        source = directory / "vocab.txt"
+        hf = _bert_from_vocab(source, config)
+    elif (directory / "tokenizer.model").exists():
+        source = directory / "tokenizer.model"
+        hf = _from_sentencepiece(directory)
+    else:
+        raise UserError(f"{directory}: no tokenizer.json, vocab.txt or tokenizer.model")
+    hf.no_padding()  # stored for fixed-shape batches; one text is encoded alone (transformers does the same)
+    hf.no_truncation()
+    framed_by_config = "add_bos_token" in config or "add_eos_token" in config or hf.post_processor is None
+    if not masked and framed_by_config:
+        bos, eos = token_text(config.get("bos_token")), token_text(config.get("eos_token"))
+        set_bos_eos(hf, bool(config.get("add_bos_token")), bool(config.get("add_eos_token")), bos, eos)
+    if masked:
+        specials = {role: t for role in BERT_ROLES if (t := token_text(config.get(f"{role}_token")))}
+        return WordPieceTokenizer(hf, str(source), specials)
+    return BPETokenizer(hf)
 
 
 def split_on_specials(text: str, special_ids: dict[str, int], encode: Callable[[str], list[int]]) -> list[int]:

@@ -33,6 +33,7 @@ ALLOWED = {
         "tokenizers",
         "train",
         "hf",
+        "gguf",
         "masked_lm",
         "chat",
         "tune",
@@ -45,6 +46,7 @@ ALLOWED = {
     "__init__": {"api", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
     "lazy": set(),
     "hf": {"errors", "config", "models", "tokenizers"},
+    "gguf": {"errors", "models", "tokenizers", "chat", "hf"},
     "__main__": {"cli"},
 }
 

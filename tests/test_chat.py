@@ -1,11 +1,13 @@
 """Chat templates (genloom/chat.py) and `LanguageModel.chat` on base and templated runs."""
 
+import json
 import shutil
 
 import pytest
 
 import genloom as gl
-from genloom.chat import CHAT_TEMPLATE, ChatTemplate, render_messages, stop_sequences
+from genloom.chat import CHAT_TEMPLATE, ChatTemplate, JinjaChatTemplate, RenderedChat, render_messages, stop_sequences
+from genloom.errors import UserError
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -75,3 +77,65 @@ def test_chat_uses_the_runs_template(tmp_path, trained_run):
     reply = lm.chat(MESSAGES[1:2], max_new_tokens=60, temperature=1.0, seed=1)
     full = lm.generate("W:Who art thou?\n\n\nA:", max_new_tokens=60, temperature=1.0, seed=1)
     assert reply.text == full.split("\n\n")[0]
+
+
+# ---- pretrained checkpoints' Jinja templates ----------------------------------------------------------
+
+JINJA = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' and not loop.first %}"
+    "{{ raise_exception('System message must come first') }}{% endif %}"
+    "{% if m['role'] == 'user' %}[INST] {{ m['content'] | trim }} [/INST]{% elif m['role'] == 'system' %}"
+    "<<SYS>>{{ m['content'] | tojson }}<</SYS>>{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% if loop.index > 10 %}{% break %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
+TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
+
+
+@pytest.mark.parametrize("add_generation_prompt", [True, False])
+def test_jinja_template_renders_as_transformers(add_generation_prompt):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    messages = [
+        {"role": "system", "content": 'Be "brief" <b>é</b>'},
+        {"role": "user", "content": "  hello  "},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "bye"},
+    ]
+    (theirs,), _ = render_jinja_template(
+        conversations=[messages], chat_template=JINJA, add_generation_prompt=add_generation_prompt, **TOKENS
+    )
+    ours = JinjaChatTemplate(JINJA, "t.json", TOKENS).render(messages, add_generation_prompt)
+    assert ours == theirs and isinstance(ours, RenderedChat)
+    assert '"Be \\"brief\\" <b>é</b>"' in ours  # tojson: no HTML escaping, non-ASCII kept
+
+
+def test_jinja_template_errors_are_one_line_naming_the_file():
+    template = JinjaChatTemplate(JINJA, "/m/tokenizer_config.json", TOKENS)
+    bad_order = [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]
+    with pytest.raises(
+        UserError,
+        match=r"^/m/tokenizer_config\.json: the chat template refused these messages: System message must come first$",
+    ):
+        template.render(bad_order)
+    escape = JinjaChatTemplate("{{ ''.__class__.__mro__[1].__subclasses__() }}", "/m/t.json")
+    with pytest.raises(UserError, match=r"^/m/t\.json: the chat template tried to leave its sandbox"):
+        escape.render([{"role": "user", "content": "a"}])
+    mutate = JinjaChatTemplate("{% set x = messages.append(1) %}", "/m/t.json")  # immutable sandbox
+    with pytest.raises(UserError, match=r"tried to leave its sandbox"):
+        mutate.render([{"role": "user", "content": "a"}])
+    with pytest.raises(UserError, match=r"^/m/t\.json: the chat template does not compile"):
+        JinjaChatTemplate("{% for %}", "/m/t.json").render([{"role": "user", "content": "a"}])
+
+
+def test_hf_directory_chats_with_its_shipped_template(tmp_path, trained_run):
+    out = gl.export(trained_run, tmp_path / "hf")
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+    (out / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+    lm = gl.load(out)
+    assert isinstance(lm.chat_template, JinjaChatTemplate)
+    messages = [{"role": "user", "content": "ROMEO"}]
+    assert lm.chat_prompt(messages) == "user: ROMEO\nassistant:"
+    reply = lm.chat(messages, max_new_tokens=5, temperature=0)
+    (plain,) = lm.complete("user: ROMEO\nassistant:", max_new_tokens=5, temperature=0)
+    assert reply.token_ids == plain.token_ids

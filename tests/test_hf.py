@@ -119,12 +119,24 @@ def test_beam_search_matches_transformers(tmp_path, tokenizer, length_penalty, e
     assert ours.finish_reason == ("eos" if eos in theirs else "length")
 
 
-def test_llama_prompts_start_with_bos(tmp_path, tokenizer):
+@pytest.mark.parametrize("add_bos", [None, True, False], ids=["config-only", "tokenizer-adds-bos", "tokenizer-says-no"])
+def test_llama_prompt_ids_are_the_tokenizers_own(tmp_path, tokenizer, add_bos):
+    """config.json's bos_token_id alone adds nothing (SmolLM2's case, as transformers' AutoTokenizer);
+    tokenizer_config.json's add_bos_token frames every prompt (transformers 5 ignores the flag for a
+    generic tokenizer.json without a post-processor, so there the expected ids are written out); an
+    empty prompt starts from BOS."""
+    bos_text = tokenizer.hf.id_to_token(7)
     ref = llama(tokenizer, bos=7)
-    lm = gl.load(save_hf_model(ref, tokenizer, tmp_path / "hf"))
-    prompt = [7, *tokenizer.encode("ROMEO")]
+    path = save_hf_model(ref, tokenizer, tmp_path / "hf")
+    if add_bos is not None:
+        config = {"add_bos_token": add_bos, "bos_token": bos_text, "tokenizer_class": "PreTrainedTokenizerFast"}
+        (path / "tokenizer_config.json").write_text(json.dumps(config))
+    lm = gl.load(path)
+    prompt = [7, *tokenizer.encode("ROMEO")] if add_bos else tokenizer.encode("ROMEO")
+    assert lm.prompt_ids("ROMEO") == prompt
+    if not add_bos:
+        assert transformers.AutoTokenizer.from_pretrained(path)("ROMEO")["input_ids"] == prompt
     (ours,) = lm.complete("ROMEO", max_new_tokens=16, temperature=0, stop_at_eos=False)
-    assert ours.prompt_tokens == len(prompt)
     assert ours.token_ids == hf_greedy(ref, torch.tensor([prompt]), 16)
     (empty,) = lm.complete("", max_new_tokens=4, temperature=0, stop_at_eos=False)  # BOS alone: unconditional
     assert empty.prompt_tokens == 1 and len(empty.token_ids) == 4
@@ -157,10 +169,12 @@ def test_bad_hf_directories(tmp_path, tokenizer):
     bert = tmp_path / "t5"
     shutil.copytree(path, bert)
     (bert / "config.json").write_text(json.dumps({"model_type": "t5"}))
-    with pytest.raises(UserError, match=r"unsupported model_type 't5'; supported: gpt2, llama \(and bert"):
+    with pytest.raises(
+        UserError, match=r"unsupported model_type 't5'; supported: gpt2, llama, mistral, qwen2 \(and bert"
+    ):
         gl.load(bert)
     (path / "tokenizer.json").unlink()
-    with pytest.raises(UserError, match=r"tokenizer\.json: tokenizer file not found"):
+    with pytest.raises(UserError, match=r"no tokenizer\.json, vocab\.txt or tokenizer\.model"):
         gl.load(path)
     empty = tmp_path / "noweights"
     empty.mkdir()

@@ -4,9 +4,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import models, normalizers, pre_tokenizers, processors
 
+import genloom as gl
 from genloom.errors import UserError
-from genloom.tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer, load_tokenizer
+from genloom.tokenizers import (
+    BPETokenizer,
+    CharTokenizer,
+    WordPieceTokenizer,
+    load_pretrained_tokenizer,
+    load_tokenizer,
+)
 
 CORPUS = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer", "ça, 東京 🙂"] * 20
 # Any valid Unicode string: every code point except lone surrogates, which are not valid Unicode text.
@@ -107,7 +115,7 @@ def test_wordpiece_file_without_mask_token(tmp_path):
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != "[MASK]"]
     del spec["model"]["vocab"]["[MASK]"]
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
-    with pytest.raises(UserError, match=r"needs the special token \[MASK\]"):
+    with pytest.raises(UserError, match=r"needs the special mask token \[MASK\]"):
         load_tokenizer(tmp_path / "tokenizer.json")
 
 
@@ -115,3 +123,68 @@ def test_wordpiece_training_is_deterministic():
     texts = [" ".join(CORPUS) * 3]
     vocabs = [WordPieceTokenizer.train(texts, vocab_size=250).hf.get_vocab() for _ in range(3)]
     assert vocabs[0] == vocabs[1] == vocabs[2]  # the library alone numbers pieces in hash-map order
+
+
+# ---- pretrained checkpoints' tokenizers ---------------------------------------------------------------
+
+
+def test_stored_padding_and_truncation_are_dropped(tmp_path):
+    tok = WordPieceTokenizer.train(CORPUS * 5, vocab_size=200)
+    tok.hf.enable_padding(length=32, pad_id=tok.pad_id, pad_token="[PAD]")
+    tok.hf.enable_truncation(4)
+    tok.save(tmp_path / "tokenizer.json")
+    loaded = load_pretrained_tokenizer(tmp_path, masked=True)
+    ids = loaded.encode_framed("whether tis nobler in the mind to suffer")
+    assert tok.pad_id not in ids and len(ids) > 4 and ids[0] == tok.cls_id and ids[-1] == tok.sep_id
+
+
+@pytest.mark.parametrize("kind", ["wordlevel", "unigram"])
+def test_any_model_kind_serves_a_masked_lm(tmp_path, kind):
+    """A BERT directory whose tokenizer is not WordPiece: special tokens come from tokenizer_config.json."""
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    words = sorted(set(" ".join(CORPUS).lower().split()))
+    if kind == "wordlevel":  # (byte-level BPE is the kind genloom's own causal runs use, tested above)
+        hf = HFTokenizer(models.WordLevel({t: i for i, t in enumerate([*specials, *words])}, unk_token="<unk>"))
+    else:
+        hf = HFTokenizer(models.Unigram([(t, 0.0) for t in specials] + [(w, -float(len(w))) for w in words], unk_id=1))
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf.normalizer = normalizers.Lowercase()
+    hf.add_special_tokens(specials)
+    hf.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)])
+    hf.save(str(tmp_path / "tokenizer.json"))
+    names = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), specials, strict=True))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(names))
+    tok = load_pretrained_tokenizer(tmp_path, masked=True)
+    assert tok.kind == kind and (tok.cls_id, tok.sep_id, tok.mask_id) == (2, 3, 4)
+    assert tok.encode_framed("Not to <mask>") == [2, hf.token_to_id("not"), hf.token_to_id("to"), 4, 3]
+
+
+def test_vocab_txt_only_bert_directory_matches_transformers(tmp_path):
+    import transformers
+
+    tok = WordPieceTokenizer.train(CORPUS * 5, vocab_size=200)
+    vocab = tok.hf.get_vocab()
+    (tmp_path / "vocab.txt").write_text("".join(t + "\n" for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
+    ours = load_pretrained_tokenizer(tmp_path, masked=True)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    for text in ["Whether 'tis nobler in the mind", "To be, or NOT to be [MASK]", "unknownword café"]:
+        assert ours.encode_framed(text) == theirs(text)["input_ids"]
+
+
+def test_tokenizer_larger_than_the_embedding_is_refused(tmp_path):
+    import transformers
+
+    tok = WordPieceTokenizer.train(CORPUS * 5, vocab_size=200)
+    cfg = transformers.BertConfig(
+        vocab_size=tok.vocab_size - 10, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    transformers.BertForMaskedLM(cfg).save_pretrained(tmp_path)
+    tok.save(tmp_path / "tokenizer.json")
+    with pytest.raises(
+        UserError,
+        match=rf"the tokenizer has a vocabulary of {tok.vocab_size}, the model's embedding {cfg.vocab_size} rows",
+    ):
+        gl.load(tmp_path)

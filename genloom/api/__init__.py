@@ -31,7 +31,7 @@ from genloom.api.modality import Budget, Metrics, Modality, Sampled
 from genloom.api.quickstart import demo
 from genloom.api.runs import RunConfig, read_run_config, resolve_config, resume_config
 from genloom.api.seq2seq import Translator
-from genloom.api.text import LanguageModel, export_hf, load_hf_bert, load_hf_directory
+from genloom.api.text import LanguageModel, export_hf, is_pretrained, load_hf_bert, load_hf_directory
 from genloom.errors import UserError
 from genloom.masked_lm import MaskedLanguageModel
 from genloom.models import FAMILIES, get_family
@@ -96,7 +96,7 @@ def train(
 def open_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> tuple[Modality, Any]:
     """The modality of a run (or Hugging Face directory) and its loaded handle (on `device`, if given)."""
     run_dir = Path(run_dir)
-    if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
+    if is_pretrained(run_dir):  # a Hugging Face directory or a GGUF file, not a genloom run
         family, handle = load_hf_directory(run_dir)
         modality = modality_of(get_family(family))
     else:
@@ -116,8 +116,9 @@ def load(run_dir: str | Path, checkpoint: str = "last", device: str | None = Non
     is its modality's: `LanguageModel`, `MaskedLanguageModel`, `Translator`, `ImageModel`, ...
 
     A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
-    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md).
-    `device` ("cpu", "cuda", "cuda:1", "mps") moves the model there."""
+    and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md). So does
+    a GGUF file (`model.gguf`, llama or gpt2 architecture). `device` ("cpu", "cuda", "cuda:1", "mps") moves
+    the model there."""
     return open_run(run_dir, checkpoint, device)[1]
 
 
@@ -152,8 +153,8 @@ def evaluate(run_dir: str | Path, checkpoint: str = "last", **options: Any) -> M
     masked LM: masked-token loss and accuracy (masking seed 0); images: FID/KID beside the real-vs-real
     floor, conditional accuracy, likelihoods (`n_samples=`); seq2seq: test loss, BLEU and chrF."""
     run_dir = Path(run_dir)
-    if not (run_dir / rundir.CONFIG).exists() and (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir}: a Hugging Face directory has no training data to evaluate on")
+    if is_pretrained(run_dir):
+        raise UserError(f"{run_dir}: a pretrained model has no training data of genloom's to evaluate on")
     _, modality = run_modality(run_dir)
     values = modality.evaluate(run_dir, checkpoint, options)
     return Metrics(values, modality.directions, modality.describe(values))

@@ -29,7 +29,7 @@ from genloom.api.runs import (
     start_run,
     write_summary,
 )
-from genloom.chat import ChatTemplate, render_messages, stop_sequences
+from genloom.chat import AnyChatTemplate, ChatTemplate, RenderedChat, render_messages, stop_sequences
 from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
     BUNDLED,
@@ -44,9 +44,9 @@ from genloom.data.text import (
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
 from genloom.generation import Completion, GenerationConfig, complete, stream
-from genloom.masked_lm import MaskedLanguageModel, masked_batches
+from genloom.masked_lm import MaskedLanguageModel, Pooling, masked_batches
 from genloom.models import Family, bert, get_family
-from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
+from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_pretrained_tokenizer, load_tokenizer
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 # ---- text pipeline ----------------------------------------------------------------------------
@@ -243,19 +243,35 @@ class LanguageModel:
     """A loaded text run: model, tokenizer and config joined for generation and evaluation."""
 
     def __init__(
-        self, model: nn.Module, tokenizer: Tokenizer, config: RunConfig, run_dir: Path, bos_id: int | None = None
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        config: RunConfig,
+        run_dir: Path,
+        bos_id: int | None = None,
+        chat_template: AnyChatTemplate | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
         self.run_dir = run_dir
-        self.bos_id = bos_id  # prepended to every prompt (Llama checkpoints expect a beginning-of-text token)
-        self.chat_template = ChatTemplate.load(run_dir)  # None: a base run, chats in plain role lines
+        self.bos_id = bos_id  # what an empty prompt starts from (a pretrained checkpoint's beginning-of-text)
+        # None: a base run, chats in plain role lines; a pretrained checkpoint's own Jinja template if it has one
+        self.chat_template: AnyChatTemplate | None = chat_template or ChatTemplate.load(run_dir)
 
     def _ids(self, prompt: str) -> list[int]:
+        """A prompt's ids as the model's own tokenizer gives them: a pretrained tokenizer adds the start
+        token its post-processor adds (none for a genloom run); a rendered chat already holds its tokens."""
+        tok = self.tokenizer
+        if isinstance(prompt, RenderedChat) or isinstance(tok, CharTokenizer):
+            ids = tok.encode(prompt) if prompt else []
+        else:
+            ids = tok.encode_framed(prompt)
+        if ids:
+            return ids
         if self.bos_id is not None:
-            return [self.bos_id, *(self.tokenizer.encode(prompt) if prompt else [])]
-        return prompt_ids(self.tokenizer, prompt)
+            return [self.bos_id]
+        return prompt_ids(tok, prompt)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """The token ids the model is given for `prompt` (what `complete` decodes from)."""
@@ -431,19 +447,25 @@ def generation_config(**options: Any) -> GenerationConfig:
 
 
 def load_hf_bert(directory: str | Path) -> MaskedLanguageModel:
-    """A local Hugging Face BERT directory (config.json + model.safetensors + tokenizer.json) as a
-    genloom masked LM; `transformers` is not needed."""
+    """A local Hugging Face BERT directory (config.json + model.safetensors + a tokenizer) as a genloom
+    masked LM; `transformers` is not needed. A sentence-transformers directory (bare `BertModel`,
+    `modules.json`) brings its pooling, normalisation and truncation for `embed()`."""
     directory = Path(directory)
-    cfg, state = bert.read_hf_dir(directory)
+    cfg, state, has_head = bert.read_hf_dir(directory)
     model = bert.Bert(cfg)
-    model.load_state_dict(state, strict=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    head_only = all(k.startswith("head.") for k in missing)  # an encoder-only checkpoint lacks just the head
+    assert not unexpected and (not missing if has_head else head_only), (missing, unexpected)
     model.eval()
-    tokenizer = load_tokenizer(directory / rundir.TOKENIZER)
+    tokenizer = load_pretrained_tokenizer(directory, masked=True)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise UserError(
-            f"{directory / rundir.TOKENIZER}: vocabulary of {tokenizer.vocab_size}, the model has {cfg.vocab_size}"
+            f"{directory}: the tokenizer has a vocabulary of {tokenizer.vocab_size}, the model's embedding "
+            f"{cfg.vocab_size} rows (expected at most {cfg.vocab_size})"
         )
-    return MaskedLanguageModel(model, tokenizer, None, directory)
+    pipeline = bert.read_sentence_pipeline(directory)
+    pooling = Pooling(*pipeline) if pipeline else None  # type: ignore[arg-type]
+    return MaskedLanguageModel(model, tokenizer, None, directory, pooling, has_mlm_head=has_head)
 
 
 def export_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "last") -> Path:
@@ -477,21 +499,47 @@ def hf_model_type(path: Path) -> str | None:
     return model_type if isinstance(model_type, str) else None
 
 
+def is_pretrained(path: Path) -> bool:
+    """Whether `path` is a pretrained model of another tool (a GGUF file, a Hugging Face directory)
+    rather than a genloom run."""
+    return path.suffix.lower() == ".gguf" or (not (path / rundir.CONFIG).exists() and (path / "config.json").exists())
+
+
 def load_hf_directory(path: Path) -> tuple[str, LanguageModel | MaskedLanguageModel]:
-    """A Hugging Face directory that is not a genloom run, and the family it loads into: BERT into the
-    masked LM family (docs/bert.md), GPT-2 and Llama into the GPT family (docs/generation.md)."""
+    """A pretrained model that is not a genloom run, and the family it loads into: a GGUF file (llama,
+    gpt2) and Hugging Face GPT-2 and Llama directories into the GPT family (docs/generation.md), BERT
+    directories into the masked LM family (docs/bert.md)."""
+    if path.suffix.lower() == ".gguf":  # a llama.cpp model file (genloom/gguf.py)
+        return "gpt", load_gguf_file(path)
     if hf_model_type(path) == "bert":
         return "bert", load_hf_bert(path)
     return "gpt", load_hf_dir(path)
 
 
 def load_hf_dir(path: Path) -> LanguageModel:
+    """A Hugging Face GPT-2 / Llama-shaped directory, with its tokenizer and its own chat template."""
+    from genloom.chat import pretrained_template
     from genloom.data.text import TextDataConfig
     from genloom.hf import load_hf
+    from genloom.tokenizers import read_tokenizer_config, token_text
 
     model, tokenizer, cfg, bos_id = load_hf(path)
     rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
-    return LanguageModel(model, tokenizer, rc, path, bos_id)
+    config = read_tokenizer_config(path)
+    names = ("bos_token", "eos_token", "unk_token", "pad_token")
+    tokens = {name: text for name in names if (text := token_text(config.get(name)))}
+    template = pretrained_template(path, config, tokens)
+    return LanguageModel(model, tokenizer, rc, path, bos_id, template)
+
+
+def load_gguf_file(path: Path) -> LanguageModel:
+    """A llama.cpp GGUF file (llama or gpt2 architecture) with the tokenizer and chat template it carries."""
+    from genloom.data.text import TextDataConfig
+    from genloom.gguf import load_gguf
+
+    model, tokenizer, cfg, bos_id, template = load_gguf(path)
+    rc = RunConfig(family="gpt", model=cfg, data=TextDataConfig(), train=TrainConfig())
+    return LanguageModel(model, tokenizer, rc, path, bos_id, template)
 
 
 def load_text_run(run_dir: Path, rc: RunConfig, checkpoint: str) -> LanguageModel | MaskedLanguageModel:

@@ -74,6 +74,7 @@ class Attention(nn.Module):
         bias: bool = False,
         dropout: float = 0.0,
         causal: bool = True,
+        qkv_bias: bool = False,
     ) -> None:
         super().__init__()
         self.n_head = n_head
@@ -81,7 +82,8 @@ class Attention(nn.Module):
         self.head_dim = dim // n_head
         self.causal = causal
         self.dropout = dropout
-        self.qkv = Linear(dim, (n_head + 2 * self.n_kv_head) * self.head_dim, bias=bias)
+        # qkv_bias: biases on the input projection alone (Qwen2); `bias` puts them on both projections
+        self.qkv = Linear(dim, (n_head + 2 * self.n_kv_head) * self.head_dim, bias=bias or qkv_bias)
         self.proj = Linear(n_head * self.head_dim, dim, bias=bias)  # residual projection
         self.resid_dropout = nn.Dropout(dropout)
 

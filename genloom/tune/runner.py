@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from genloom import run as rundir
-from genloom.chat import ChatTemplate
+from genloom.chat import AnyChatTemplate, ChatTemplate, JinjaChatTemplate
 from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
 from genloom.errors import UserError
 from genloom.evaluate import plot_loss_curve, write_card
@@ -70,7 +70,7 @@ class BaseRun(Protocol):
     tokenizer: Tokenizer
     config: Any  # RunConfig: `to_dict()` gives config.toml's content
     run_dir: Path
-    chat_template: ChatTemplate | None
+    chat_template: AnyChatTemplate | None
 
 
 @dataclass
@@ -149,6 +149,7 @@ def resolve_reward(reward: str | RewardFn | None, load_run: Callable[[str], Base
     rm = load_run(reward)
     if not isinstance(rm.model, GPT):
         raise UserError(f"--reward {reward}: not a reward-model run of a gpt")
+    assert not isinstance(rm.chat_template, JinjaChatTemplate)  # a genloom run (it has config.toml)
     return reward_scorer(rm.model, rm.tokenizer, rm.chat_template, rm.run_dir)
 
 
@@ -185,6 +186,11 @@ def tune(
     block = base_model.config.block_size
     torch.manual_seed(cfg.train.seed)
     policy = copy.deepcopy(base_model)
+    if isinstance(base.chat_template, JinjaChatTemplate):  # its markers are not genloom's ChatTemplate fields
+        raise UserError(
+            f"{base.run_dir}: fine-tuning a pretrained model that ships its own Jinja chat template is not "
+            "supported yet (genloom tune trains genloom's template); use a base model without one"
+        )
     tokenizer, template = base.tokenizer, base.chat_template
     objective: Any  # the method's module: SFTObjective, RewardModel, DPOObjective or PPOObjective
     extra_files: dict[str, Callable[[], None]] = {}

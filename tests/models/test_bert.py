@@ -141,7 +141,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path, wordpiece):
         ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
         got = ours(ids, attention_mask=mask, token_type_ids=types)
     assert torch.allclose(got[mask.bool()], ref[mask.bool()], atol=1e-4)
-    cfg, state = read_hf_dir(tmp_path / "hf")  # and back: the round trip is exact
+    cfg, state, _ = read_hf_dir(tmp_path / "hf")  # and back: the round trip is exact
     assert cfg == dataclasses.replace(ours.config, mlp_hidden=4 * 32)  # the default width, written out
     assert all(torch.equal(state[k], v) for k, v in ours.state_dict().items())
     wordpiece.save(tmp_path / "hf" / "tokenizer.json")

@@ -11,6 +11,11 @@ Name map (Hugging Face → genloom), per layer i:
   attention.output.LayerNorm         → blocks.i.norm_1
   intermediate.dense / output.dense  → blocks.i.mlp.up / blocks.i.mlp.down
   output.LayerNorm                   → blocks.i.norm_2
+
+A bare `BertModel` checkpoint (what sentence-transformers directories hold) names the same tensors
+without the `bert.` prefix and has no `cls.predictions.*` head: it loads as an encoder whose masked-LM
+head is absent (`read_hf_dir` says so). `read_sentence_pipeline` reads such a directory's `modules.json`,
+`1_Pooling/config.json` and `sentence_bert_config.json` into the pooling `embed()` follows.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from genloom.models.bert.model import Bert, BertConfig
 HF_CONFIG = "config.json"
 HF_WEIGHTS = "model.safetensors"
 UNUSED = ("pooler.", "cls.seq_relationship.", "embeddings.position_ids")  # parts of BERT the MLM does not use
+HEAD = "cls.predictions."  # the masked-LM head; absent from a bare BertModel
+ST_MODULES = "modules.json"  # sentence-transformers: the module pipeline
 
 
 def config_from_hf(hf: dict[str, Any], where: str = HF_CONFIG) -> BertConfig:
@@ -121,31 +128,40 @@ def _legacy_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def state_dict_from_hf(tensors: dict[str, torch.Tensor], cfg: BertConfig, where: str = HF_WEIGHTS) -> dict[str, Any]:
-    """A `Bert` state dict from Hugging Face `BertForMaskedLM` tensors; a missing tensor is a `UserError`."""
+def state_dict_from_hf(
+    tensors: dict[str, torch.Tensor], cfg: BertConfig, where: str = HF_WEIGHTS
+) -> tuple[dict[str, Any], bool]:
+    """A `Bert` state dict from Hugging Face `BertForMaskedLM` (or bare `BertModel`) tensors, and whether
+    the masked-LM head was there (without it the head's entries are left out); a missing tensor is a
+    `UserError`."""
     tensors = _legacy_names(tensors)
+    if not any(name.startswith("bert.") for name in tensors):  # a bare BertModel: same names, no prefix
+        tensors = {(n if n.startswith("cls.") else f"bert.{n}"): t for n, t in tensors.items()}
+    has_head = any(name.startswith(HEAD) for name in tensors)
     used: set[str] = set()
 
     def take(name: str) -> torch.Tensor:
         if name not in tensors:
-            raise UserError(f"{where}: missing weight {name!r} (a BertForMaskedLM checkpoint is needed)")
+            raise UserError(f"{where}: missing weight {name!r} (a BertModel or BertForMaskedLM checkpoint is needed)")
         used.add(name)
         return tensors[name]
 
-    state: dict[str, Any] = {ours: take(hf) for hf, ours in _name_pairs(cfg.n_layer)}
+    pairs = [(hf, ours) for hf, ours in _name_pairs(cfg.n_layer) if has_head or not hf.startswith(HEAD)]
+    state: dict[str, Any] = {ours: take(hf) for hf, ours in pairs}
     for i in range(cfg.n_layer):
         attn = f"bert.encoder.layer.{i}.attention.self"
         for kind in ("weight", "bias"):  # (3C, C) and (3C,): rows of q, then k, then v
             q, k, v = (take(f"{attn}.{part}.{kind}") for part in ("query", "key", "value"))
             state[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([q, k, v], dim=0)
-    state["head.decoder.weight"] = state["embeddings.tokens.weight"]  # tied
+    if has_head:
+        state["head.decoder.weight"] = state["embeddings.tokens.weight"]  # tied
     # The decoder's weight and bias are stored again by some versions; they must equal the tied ones.
     for extra in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"):
         used.add(extra)
     unexpected = sorted(n for n in tensors if n not in used and not any(u in n for u in UNUSED))
     if unexpected:
-        raise UserError(f"{where}: unexpected weights {unexpected[:3]} (not a BERT masked-LM checkpoint?)")
-    return state
+        raise UserError(f"{where}: unexpected weights {unexpected[:3]} (not a BERT checkpoint?)")
+    return state, has_head
 
 
 def state_dict_to_hf(model: Bert) -> dict[str, torch.Tensor]:
@@ -177,8 +193,8 @@ HF_SIZE_FIELDS = (
 )
 
 
-def read_hf_dir(directory: str | Path) -> tuple[BertConfig, dict[str, Any]]:
-    """Config and state dict of a local Hugging Face BERT directory, each file checked."""
+def read_hf_dir(directory: str | Path) -> tuple[BertConfig, dict[str, Any], bool]:
+    """Config, state dict and has-MLM-head of a local Hugging Face BERT directory, each file checked."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -199,7 +215,56 @@ def read_hf_dir(directory: str | Path) -> tuple[BertConfig, dict[str, Any]]:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise UserError(f"{weights_path}: truncated or corrupt safetensors file ({str(e).splitlines()[0]})") from None
-    return cfg, state_dict_from_hf(tensors, cfg, str(weights_path))
+    state, has_head = state_dict_from_hf(tensors, cfg, str(weights_path))
+    return cfg, state, has_head
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+POOLING_MODES = {  # 1_Pooling/config.json flag → Pooling.mode
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+}
+
+
+def read_sentence_pipeline(directory: str | Path) -> tuple[str, bool, int | None] | None:
+    """(pooling mode, normalize, max_seq_length) of a sentence-transformers directory, None for another.
+
+    Follows `modules.json`: a Transformer, then a Pooling module (its config in the module's folder),
+    then optionally Normalize; anything else (a Dense projection, two pooling modes at once) is refused."""
+    directory = Path(directory)
+    path = directory / ST_MODULES
+    if not path.exists():
+        return None
+    modules = _read_json(path)
+    if not isinstance(modules, list):
+        raise UserError(f"{path}: expected a list of modules")
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules if isinstance(m, dict)]
+    known = {"Transformer", "Pooling", "Normalize"}
+    if kinds[:2] != ["Transformer", "Pooling"] or not set(kinds) <= known:
+        raise UserError(
+            f"{path}: modules {kinds} are not supported; expected Transformer, Pooling and optionally Normalize"
+        )
+    pooling_dir = directory / str(modules[1].get("path") or "1_Pooling")
+    pooling = _read_json(pooling_dir / "config.json") if (pooling_dir / "config.json").exists() else {}
+    modes = [mode for flag, mode in POOLING_MODES.items() if pooling.get(flag)]
+    other = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v and k not in POOLING_MODES]
+    if len(modes) > 1 or other:
+        raise UserError(
+            f"{pooling_dir / 'config.json'}: pooling {modes + other} is not supported (one of mean, cls, max)"
+        )
+    max_len = None
+    st_config = directory / "sentence_bert_config.json"
+    if st_config.exists():
+        max_len = _read_json(st_config).get("max_seq_length")
+    return (modes[0] if modes else "mean"), "Normalize" in kinds, int(max_len) if max_len else None
 
 
 def write_hf_dir(model: Bert, directory: str | Path) -> None:

@@ -37,6 +37,7 @@ from genloom.nn import (
     rope_cache,
 )
 from genloom.nn.linear import stream_rows
+from genloom.nn.positional import RopeKind, RopeScaling
 
 HEAD_TRANSPOSE_MIN = 2**20  # decode with a transposed copy of output projections at least this large
 # a model whose weights exceed this does not stay in a CPU's caches (32 MiB of L3 here) from one token to
@@ -59,9 +60,20 @@ class GPTConfig:
     norm_eps: float = 1e-5
     pos_encoding: Literal["learned", "sinusoidal", "rope", "alibi"] = "learned"
     rope_theta: float = 10000.0  # RoPE base; larger stretches the wavelengths
+    # RoPE rescaling of pretrained checkpoints (genloom/nn/positional.py; the fields of Hugging Face's rope_parameters)
+    rope_scaling: RopeKind = "none"
+    rope_factor: float = 1.0  # how many times the context is stretched
+    rope_original_context: int | None = None  # the pretraining context (None: block_size)
+    rope_low_freq_factor: float = 1.0  # llama3
+    rope_high_freq_factor: float = 4.0  # llama3
+    rope_beta_fast: float = 32.0  # yarn
+    rope_beta_slow: float = 1.0  # yarn
+    rope_attention_factor: float | None = None  # yarn's cos/sin scale (None: 0.1·ln(rope_factor) + 1)
+    rope_truncate: bool = True  # yarn: whole-dimension ramp ends
     dropout: float = 0.0  # on embeddings, attention and residual branches
     bias: bool = False  # biases in Linear layers and LayerNorm (GPT-2 had them; off is a bit faster)
     tie_weights: bool = True  # share the token embedding with the output projection (Press & Wolf 2017)
+    qkv_bias: bool = False  # biases on the query/key/value projection only (Qwen2); `bias` puts them everywhere
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -78,6 +90,29 @@ class GPTConfig:
             raise ValueError(f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.rope_scaling != "none" and self.pos_encoding != "rope":
+            raise ValueError(f"rope_scaling={self.rope_scaling!r} needs pos_encoding='rope'")
+        if self.rope_scaling != "none" and self.rope_factor <= 0:
+            raise ValueError(f"rope_factor must be positive, got {self.rope_factor}")
+
+    @property
+    def rope(self) -> RopeScaling:
+        """The RoPE rescaling these fields describe."""
+        factor = self.rope_factor
+        attention = self.rope_attention_factor
+        if attention is None:  # yarn's default (Peng et al. 2023, eq. 22 via transformers' get_mscale)
+            attention = 0.1 * math.log(factor) + 1.0 if self.rope_scaling == "yarn" and factor > 1 else 1.0
+        return RopeScaling(
+            kind=self.rope_scaling,
+            factor=factor,
+            original_context=self.rope_original_context or self.block_size,
+            low_freq_factor=self.rope_low_freq_factor,
+            high_freq_factor=self.rope_high_freq_factor,
+            beta_fast=self.rope_beta_fast,
+            beta_slow=self.rope_beta_slow,
+            attention_factor=attention,
+            truncate=self.rope_truncate,
+        )
 
 
 class Block(nn.Module):
@@ -86,7 +121,9 @@ class Block(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.norm_1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
-        self.attn = Attention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, causal=True)
+        self.attn = Attention(
+            cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, causal=True, qkv_bias=cfg.qkv_bias
+        )
         self.norm_2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = make_mlp(cfg.mlp, cfg.n_embd, cfg.mlp_hidden, cfg.bias, cfg.dropout, cfg.gelu_approximate)
 
@@ -121,7 +158,7 @@ class GPT(nn.Module):
         elif cfg.pos_encoding == "sinusoidal":
             self.wpe = SinusoidalPositions(cfg.block_size, cfg.n_embd)
         if cfg.pos_encoding == "rope":
-            cos, sin = rope_cache(cfg.block_size, cfg.n_embd // cfg.n_head, cfg.rope_theta)
+            cos, sin = rope_cache(cfg.block_size, cfg.n_embd // cfg.n_head, cfg.rope_theta, cfg.rope)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         if cfg.pos_encoding == "alibi":
@@ -170,13 +207,26 @@ class GPT(nn.Module):
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(T, device=idx.device))  # (T, C) broadcast over the batch
         x = self.drop(x)
-        rope = (self.rope_cos[:T], self.rope_sin[:T]) if self.config.pos_encoding == "rope" else None
+        rope = None
+        if self.config.pos_encoding == "rope":
+            cos, sin = self._rope_tables(T)
+            rope = (cos[:T], sin[:T])
         attn_bias = self.alibi[:, :, :T, :T] if self.config.pos_encoding == "alibi" else None
         for block in self.blocks:
             x = block(x, rope, attn_bias)
         if last_only:
             x = x[:, -1:]  # (B, 1, C)
         return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
+
+    def _rope_tables(self, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin tables for a pass whose largest position is `seq_len - 1`: the precomputed ones, except
+        that dynamic scaling re-bases the frequencies for a pass beyond its original context (as
+        transformers does at each forward call)."""
+        cfg = self.config
+        if cfg.rope_scaling == "dynamic" and seq_len > cfg.rope.original_context:
+            cos, sin = rope_cache(seq_len, cfg.n_embd // cfg.n_head, cfg.rope_theta, cfg.rope, seq_len)
+            return cos.to(self.rope_cos), sin.to(self.rope_sin)
+        return self.rope_cos, self.rope_sin
 
     # ---- incremental decoding ------------------------------------------------------------------
 
@@ -225,7 +275,8 @@ class GPT(nn.Module):
             elif self.wpe is not None:
                 x = x + self.wpe.pe[start:end]  # type: ignore[index]
             if kind == "rope":
-                rope = (self.rope_cos[start:end], self.rope_sin[start:end])  # (T, hs)
+                cos, sin = self._rope_tables(end)
+                rope = (cos[start:end], sin[start:end])  # (T, hs)
             if kind == "alibi":
                 mask = self.alibi[:, :, start:end, :end]  # (1, nh, T, S)
             elif T > 1 and start > 0:  # a chunk after a prefix: causal within the chunk
@@ -243,7 +294,8 @@ class GPT(nn.Module):
             if self.wpe is not None:
                 x = x + self.wpe(pos)  # (B, T, C)
             if kind == "rope":
-                rope = (self.rope_cos[pos], self.rope_sin[pos])  # (B, T, hs)
+                cos, sin = self._rope_tables(int(pos.max()) + 1)
+                rope = (cos[pos], sin[pos])  # (B, T, hs)
             slots = torch.arange(end, device=idx.device)
             q_slots = slots[start:end, None]  # (T, 1)
             # attend to real tokens at or before the query's slot; a padding query attends to itself
@@ -310,7 +362,10 @@ class GPT(nn.Module):
             x = x + self.wpe.pe.index_select(0, pos)[:, None]  # type: ignore[operator,union-attr]
         rope = None
         if self.config.pos_encoding == "rope":  # (B, 1, hs) per row
-            rope = (self.rope_cos.index_select(0, pos)[:, None], self.rope_sin.index_select(0, pos)[:, None])
+            cos, sin = self.rope_cos, self.rope_sin
+            if self.config.rope_scaling == "dynamic":  # not under torch.compile's fixed shapes: it reads pos
+                cos, sin = self._rope_tables(int(pos.max()) + 1)
+            rope = (cos.index_select(0, pos)[:, None], sin.index_select(0, pos)[:, None])
         positions.index_copy_(1, slot.view(1), pos[:, None])
         slots = torch.arange(S, device=idx.device)
         allowed = valid & (slots <= slot)  # (B, S) real tokens up to and including the new one
@@ -379,7 +434,10 @@ class GPT(nn.Module):
             x = x + self.wpe(pos)  # (T or B×T, C)
         x = self.drop(x)
         kind = self.config.pos_encoding
-        rope = (self.rope_cos[pos], self.rope_sin[pos]) if kind == "rope" else None  # (T or B×T, hs)
+        rope = None
+        if kind == "rope":
+            cos, sin = self._rope_tables(int(pos.max()) + 1 if pos.numel() else 0)
+            rope = (cos[pos], sin[pos])  # (T or B×T, hs)
         mask: torch.Tensor | None = None
         if attention_mask is not None:
             mask = attention_mask[:, None]  # (B, 1, T, T)
