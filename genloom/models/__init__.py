@@ -14,15 +14,16 @@ from typing import Any
 from genloom.data.images import ImageDataConfig
 from genloom.data.masking import MaskedTextDataConfig
 from genloom.data.pairs import PairDataConfig
+from genloom.data.tables import TableDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import bert, diffusion, flow, gan, gpt, pixelcnn, seq2seq, vae
+from genloom.models import bert, copula, diffusion, flow, gan, gpt, pixelcnn, seq2seq, vae
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
-    modality: str  # its key in genloom.api.modalities.MODALITIES: "text", "masked-text", "text-pairs", "image"
+    modality: str  # its key in genloom.api.modalities.MODALITIES: "text", "masked-text", "text-pairs", "image", "table"
     use_for: str  # one line for `genloom families`: which model for which app
     config: type  # the model's Config dataclass
     model: type  # the nn.Module built from that config
@@ -102,6 +103,15 @@ FAMILIES: dict[str, Family] = {
         model=seq2seq.Seq2Seq,
         data_config=PairDataConfig,
         presets=seq2seq.PRESETS,
+    ),
+    "copula": Family(
+        name="copula",
+        modality="table",
+        use_for="Gaussian copula over fitted marginals: synthetic tables in seconds, the strong fast baseline",
+        config=copula.CopulaConfig,
+        model=copula.Copula,
+        data_config=TableDataConfig,
+        presets=copula.PRESETS,
     ),
 }
 
