@@ -56,10 +56,12 @@ class TablePipeline:
     stamp: dict[str, str]
 
 
-def prepare_table(rc: RunConfig) -> TablePipeline:
-    """Read, check and split `rc.data`, and fit the schema on its train rows."""
+def prepare_table(rc: RunConfig, fit: bool = True) -> TablePipeline:
+    """Read, check and split `rc.data`, and fit the schema on its train rows (`fit=False`: only the
+    kinds, for evaluation, which uses the run's own schema)."""
     splits = load_table(rc.data)
-    schema = TableSchema.fit(splits.train, splits.kinds, rc.data, splits.target)
+    modes = fit and get_family(rc.family).model.encoding == "modes"
+    schema = TableSchema.fit(splits.train, splits.kinds, rc.data, splits.target, modes=modes)
     h = hashlib.sha256()
     for part in (splits.train, splits.holdout):
         h.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
@@ -215,7 +217,7 @@ def evaluate_table(run_dir: Path, checkpoint: str = "last", seed: int = 0) -> di
     in the run, and the figures in summary.json and card.md."""
     rc = read_run_config(run_dir)
     handle = load_table_model(run_dir, rc, checkpoint)
-    pipe = prepare_table(rc)
+    pipe = prepare_table(rc, fit=False)
     if saved_stamp(run_dir).get("table") not in (None, pipe.stamp["table"]):
         raise UserError(f"{run_dir}: the table {rc.data.source} changed since this run was trained; cannot evaluate")
     train, holdout, schema = pipe.splits.train, pipe.splits.holdout, handle.schema
@@ -252,7 +254,7 @@ def write_table_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> N
         sections["Evaluation"] = summary["evaluation"]
         sections["Reading the evaluation"] = (
             f"Quality is SDMetrics' (column shapes and column-pair trends, 0 to 1); utility trains a fixed "
-            f"gradient-boosting model on synthetic rows and tests it on the holdout rows, against the same model "
+            f"random-forest model on synthetic rows and tests it on the holdout rows, against the same model "
             f"trained on real rows; privacy counts exact copies of training rows and compares distances to the "
             f"closest record. The plots are in [{REPORT}]({REPORT}); docs/tables.md explains each number."
         )

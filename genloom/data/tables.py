@@ -317,7 +317,10 @@ class TableSchema:
 
     # -- building --
     @classmethod
-    def fit(cls, train: pd.DataFrame, kinds: dict[str, str], cfg: TableDataConfig, target: str) -> TableSchema:
+    def fit(
+        cls, train: pd.DataFrame, kinds: dict[str, str], cfg: TableDataConfig, target: str, modes: bool = True
+    ) -> TableSchema:
+        """Fit on the train rows; `modes`: also the Gaussian modes (only the "modes" encoding needs them)."""
         columns = []
         for name in train.columns:
             kind = kinds[str(name)]
@@ -337,7 +340,7 @@ class TableSchema:
                 else:
                     levels = np.linspace(0, 1, min(cfg.quantiles, len(x)))
                     spec.knots = [float(v) for v in np.quantile(x, levels)]
-                    spec.modes = _fit_modes(x, cfg.max_modes, cfg.split_seed)
+                    spec.modes = _fit_modes(x, cfg.max_modes, cfg.split_seed) if modes else []
             columns.append(spec)
         return cls(columns, target)
 
