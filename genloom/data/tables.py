@@ -474,6 +474,41 @@ class TableSchema:
             out[:, j] = alphas[:, j] * 4 * sd[modes[:, j]] + mu[modes[:, j]]
         return out
 
+    def span_index(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Index tensors that let a model treat every block of the "modes" matrix at once: the α
+        positions (c,), the one-hot positions (S, K) padded with 0 where a block has fewer than K
+        categories, the padding mask (S, K), and which one-hot blocks are modes (S,)."""
+        alphas, blocks, is_mode = [], [], []
+        start = 0
+        spans = self.spans()
+        for i, (kind, size) in enumerate(spans):
+            if kind == "tanh":
+                alphas.append(start)
+            else:
+                blocks.append(list(range(start, start + size)))
+                is_mode.append(i > 0 and spans[i - 1][0] == "tanh")
+            start += size
+        k = max((len(b) for b in blocks), default=1)
+        index = torch.tensor([b + [0] * (k - len(b)) for b in blocks], dtype=torch.long).reshape(len(blocks), k)
+        mask = torch.tensor([[True] * len(b) + [False] * (k - len(b)) for b in blocks]).reshape(len(blocks), k)
+        return torch.tensor(alphas, dtype=torch.long), index, mask, torch.tensor(is_mode, dtype=torch.bool)
+
+    def split_modes(
+        self, out: torch.Tensor, generator: torch.Generator | None, sigma: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A "modes" model's raw output (n, D) as rows: α = tanh of its slot (plus N(0, σ) noise when `sigma`
+        gives one per continuous column, as TVAE's decoder does), each one-hot drawn from the softmax of
+        its logits (the Gumbel-max trick). Returns (continuous values (n, c), discrete codes (n, d))."""
+        alpha_at, index, mask, is_mode = self.span_index()
+        alpha = torch.tanh(out[:, alpha_at])  # (n, c)
+        if sigma is not None:
+            alpha = alpha + sigma * torch.randn(alpha.shape, generator=generator)
+        logits = out[:, index].float().masked_fill(~mask, -math.inf)  # (n, S, K)
+        gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp(1e-12, 1 - 1e-7)))
+        drawn = (logits + gumbel).argmax(-1)  # (n, S): a draw from each block's softmax
+        modes, codes = drawn[:, is_mode].numpy(), drawn[:, ~is_mode].numpy()
+        return self.decode_modes(alpha.clamp(-1, 1).numpy(), modes), codes
+
     # -- back to a table --
     def to_frame(self, continuous: np.ndarray, codes: np.ndarray, seed: int = 0) -> pd.DataFrame:
         """Sampled variables back to a table in the input's column order: bounds and decimals kept,

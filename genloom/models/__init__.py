@@ -17,7 +17,7 @@ from genloom.data.pairs import PairDataConfig
 from genloom.data.tables import TableDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import bert, copula, diffusion, flow, gan, gpt, pixelcnn, seq2seq, vae
+from genloom.models import bert, copula, diffusion, flow, gan, gpt, pixelcnn, seq2seq, tvae, vae
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,15 @@ FAMILIES: dict[str, Family] = {
         model=copula.Copula,
         data_config=TableDataConfig,
         presets=copula.PRESETS,
+    ),
+    "tvae": Family(
+        name="tvae",
+        modality="table",
+        use_for="variational autoencoder for tables (Xu et al. 2019): mode-normalized columns, fast to train",
+        config=tvae.TVAEConfig,
+        model=tvae.TVAE,
+        data_config=TableDataConfig,
+        presets=tvae.PRESETS,
     ),
 }
 
