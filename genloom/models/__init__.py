@@ -17,7 +17,7 @@ from genloom.data.pairs import PairDataConfig
 from genloom.data.tables import TableDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import bert, copula, diffusion, flow, gan, gpt, pixelcnn, seq2seq, tvae, vae
+from genloom.models import bert, copula, diffusion, flow, gan, gpt, pixelcnn, seq2seq, tabddpm, tvae, vae
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,15 @@ FAMILIES: dict[str, Family] = {
         model=tvae.TVAE,
         data_config=TableDataConfig,
         presets=tvae.PRESETS,
+    ),
+    "tabddpm": Family(
+        name="tabddpm",
+        modality="table",
+        use_for="diffusion for tables (Kotelnikov et al. 2023): usually the best quality, slower to sample",
+        config=tabddpm.TabDDPMConfig,
+        model=tabddpm.TabDDPM,
+        data_config=TableDataConfig,
+        presets=tabddpm.PRESETS,
     ),
 }
 
