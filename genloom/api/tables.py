@@ -205,6 +205,8 @@ def load_table_model(run_dir: Path, rc: RunConfig, checkpoint: str) -> TableMode
     if weights is None:
         raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     rundir.recover(run_dir)
+    if rc.train.threads:  # the run's thread setting serves sampling too (one thread: tiny matrices)
+        torch.set_num_threads(rc.train.threads)
     schema = read_schema(run_dir)
     model = build_model(get_family(rc.family), rc, schema)
     rundir.load_weights(model, run_dir / weights)

@@ -228,6 +228,7 @@ class ColumnSpec:
     knots: list[float] = field(default_factory=list)  # quantile function at evenly spaced levels
     modes: list[list[float]] = field(default_factory=list)  # (weight, mean, std) of each Gaussian mode
     dtype: str = ""  # the pandas dtype of the input, restored on output
+    shares: list[float] = field(default_factory=list)  # discrete columns: share of each category (then missing)
 
     @property
     def modelled(self) -> bool:
@@ -330,6 +331,7 @@ class TableSchema:
             if kind in ("categorical", "boolean"):
                 counts = present.value_counts()  # most frequent first: the copula's category order
                 spec.categories = [_json_value(v) for v in counts.index]
+                spec.shares = [float(c) / len(values) for c in counts.to_numpy()]
             elif kind in CONTINUOUS_KINDS:
                 x = _to_number(present, kind)
                 spec.low, spec.high = float(x.min()), float(x.max())
@@ -337,6 +339,7 @@ class TableSchema:
                 distinct = np.unique(x)
                 if len(distinct) <= cfg.discrete_max or len(distinct) == 1:
                     spec.categories = [_json_value(v) for v in distinct]  # ordered by value
+                    spec.shares = [float(np.mean(x == v)) * len(x) / len(values) for v in distinct]
                 else:
                     levels = np.linspace(0, 1, min(cfg.quantiles, len(x)))
                     spec.knots = [float(v) for v in np.quantile(x, levels)]
@@ -366,6 +369,17 @@ class TableSchema:
         disc = [Feature(c.name, "discrete", len(c.categories) + (c.missing > 0)) for c in self.columns if c.discrete]
         flags = [Feature(c.name, "missing", 2) for c in self.columns if c.modelled and not c.discrete and c.missing > 0]
         return cont + disc + flags
+
+    def feature_shares(self) -> list[list[float]]:
+        """Each discrete feature's category shares in the train rows (missing last), for sampling conditions."""
+        out = []
+        for f in self.features:
+            spec = self.spec(f.column)
+            if f.role == "discrete":
+                out.append(spec.shares + ([spec.missing] if spec.missing > 0 else []))
+            elif f.role == "missing":
+                out.append([1 - spec.missing, spec.missing])
+        return out
 
     @property
     def n_continuous(self) -> int:

@@ -17,7 +17,7 @@ from genloom.data.pairs import PairDataConfig
 from genloom.data.tables import TableDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import bert, copula, diffusion, flow, gan, gpt, pixelcnn, seq2seq, tabddpm, tvae, vae
+from genloom.models import bert, copula, ctgan, diffusion, flow, gan, gpt, pixelcnn, seq2seq, tabddpm, tvae, vae
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,15 @@ FAMILIES: dict[str, Family] = {
         model=tabddpm.TabDDPM,
         data_config=TableDataConfig,
         presets=tabddpm.PRESETS,
+    ),
+    "ctgan": Family(
+        name="ctgan",
+        modality="table",
+        use_for="conditional GAN for tables (Xu et al. 2019): training-by-sampling keeps rare categories",
+        config=ctgan.CTGANConfig,
+        model=ctgan.CTGAN,
+        data_config=TableDataConfig,
+        presets=ctgan.PRESETS,
     ),
 }
 
