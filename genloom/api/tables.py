@@ -60,7 +60,7 @@ def prepare_table(rc: RunConfig, fit: bool = True) -> TablePipeline:
     """Read, check and split `rc.data`, and fit the schema on its train rows (`fit=False`: only the
     kinds, for evaluation, which uses the run's own schema)."""
     splits = load_table(rc.data)
-    modes = fit and get_family(rc.family).model.encoding == "modes"
+    modes = fit and getattr(get_family(rc.family).model, "encoding", "") == "modes"
     schema = TableSchema.fit(splits.train, splits.kinds, rc.data, splits.target, modes=modes)
     h = hashlib.sha256()
     for part in (splits.train, splits.holdout):

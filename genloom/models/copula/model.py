@@ -39,6 +39,8 @@ class Copula(nn.Module):
     model.safetensors)."""
 
     encoding = "quantile"  # the batches it is fitted on: normal scores and category codes
+    correlation: torch.Tensor
+    shares: torch.Tensor
 
     def __init__(self, config: CopulaConfig, schema: TableSchema) -> None:
         super().__init__()

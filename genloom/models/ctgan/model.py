@@ -91,6 +91,11 @@ class Critic(nn.Module):
 class CTGAN(nn.Module):
     encoding = "modes"  # rows in mode-specific normalization
     conditional_batches = True  # batches are (rows (B, D), conditions (B, C)) by training-by-sampling
+    alpha_at: torch.Tensor
+    block_index: torch.Tensor
+    block_mask: torch.Tensor
+    is_mode: torch.Tensor
+    cond_index: torch.Tensor
 
     def __init__(self, config: CTGANConfig, schema: TableSchema) -> None:
         super().__init__()

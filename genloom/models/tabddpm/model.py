@@ -70,6 +70,11 @@ class Denoiser(nn.Module):
 
 class TabDDPM(nn.Module):
     encoding = "quantile"  # batches are (normal scores (B, c), codes (B, d))
+    betas: torch.Tensor
+    alpha_bar: torch.Tensor
+    alpha_bar_prev: torch.Tensor
+    mask: torch.Tensor
+    k: torch.Tensor
 
     def __init__(self, config: TabDDPMConfig, schema: TableSchema) -> None:
         super().__init__()

@@ -50,6 +50,9 @@ class MLP(nn.Module):
 
 class TVAE(nn.Module):
     encoding = "modes"  # batches are rows in mode-specific normalization (B, D)
+    alpha_at: torch.Tensor
+    block_index: torch.Tensor
+    block_mask: torch.Tensor
 
     def __init__(self, config: TVAEConfig, schema: TableSchema) -> None:
         super().__init__()
