@@ -123,10 +123,33 @@ def train_table(fam: Family, rc: RunConfig, out: Path, *, resume: bool, overwrit
         trainer = Trainer(model, rc.train, data, out, log=log)
         result = trainer.fit(resume=resume)
         summary = end_summary(out, stats, info, result, trainer, "rows_per_s")
+        if getattr(model, "private", False):
+            summary["training"].update(dp_guarantee(rc, schema, result.step))
         plot_loss_curve(out)
     write_summary(out, summary)
     write_table_card(out, rc, summary)
     return result
+
+
+def dp_guarantee(rc: RunConfig, schema: TableSchema, steps: int) -> dict[str, Any]:
+    """The (ε, δ) of `steps` DP-SGD steps by Opacus' RDP accountant (sampling rate: batch / training rows;
+    the accountant assumes Poisson sampling, the loop draws batches uniformly, a common approximation)."""
+    try:
+        from opacus.accountants import RDPAccountant
+    except ImportError:
+        raise UserError(
+            "model.dp_noise_multiplier needs Opacus for its privacy accountant: pip install opacus"
+        ) from None
+    accountant = RDPAccountant()
+    rate = min(1.0, rc.train.batch_size / max(schema.rows, 1))
+    accountant.history = [(rc.model.dp_noise_multiplier, rate, steps)]
+    return {
+        "dp_epsilon": float(accountant.get_epsilon(rc.model.dp_delta)),
+        "dp_delta": rc.model.dp_delta,
+        "dp_noise_multiplier": rc.model.dp_noise_multiplier,
+        "dp_max_grad_norm": rc.model.dp_max_grad_norm,
+        "dp_sampling_rate": rate,
+    }
 
 
 class TableModel:

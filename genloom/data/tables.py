@@ -315,6 +315,7 @@ class TableSchema:
 
     columns: list[ColumnSpec]
     target: str  # the utility score's label column
+    rows: int = 0  # training rows it was fitted on (DP-SGD's sampling rate)
 
     # -- building --
     @classmethod
@@ -345,15 +346,17 @@ class TableSchema:
                     spec.knots = [float(v) for v in np.quantile(x, levels)]
                     spec.modes = _fit_modes(x, cfg.max_modes, cfg.split_seed) if modes else []
             columns.append(spec)
-        return cls(columns, target)
+        return cls(columns, target, len(train))
 
     def to_json(self) -> str:
-        return json.dumps({"target": self.target, "columns": [vars(c) for c in self.columns]}, indent=1)
+        return json.dumps(
+            {"target": self.target, "rows": self.rows, "columns": [vars(c) for c in self.columns]}, indent=1
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TableSchema:
         raw = json.loads(text)
-        return cls([ColumnSpec(**c) for c in raw["columns"]], raw["target"])
+        return cls([ColumnSpec(**c) for c in raw["columns"]], raw["target"], int(raw.get("rows", 0)))
 
     # -- the modelled variables --
     def spec(self, name: str) -> ColumnSpec:

@@ -48,7 +48,7 @@ class TabDDPMConfig:
 
 
 class Denoiser(nn.Module):
-    """[x_t numbers (B, c), one-hot x_t (B, S·K)], t (B,) -> (ε̂ (B, c), x_0 logits (B, S·K))."""
+    """[x_t numbers (B, c), one-hot x_t (B, S·K)], t (B,) or (1,) for all rows -> (ε̂ (B, c), x_0 logits (B, S·K))."""
 
     def __init__(self, d_in: int, d_out: int, config: TabDDPMConfig) -> None:
         super().__init__()
@@ -145,7 +145,7 @@ class TabDDPM(nn.Module):
         x_num = torch.randn(n, self.c, generator=generator)
         x_cat = self._draw(self._uniform().expand(n, self.S, self.K), generator) if self.S else torch.zeros(n, 0, 1)
         for t in reversed(range(self.config.num_timesteps)):
-            i = torch.full((n,), t, dtype=torch.long)
+            i = torch.full((1,), t, dtype=torch.long)  # one t for every row: the time embedding is computed once
             eps, p0 = self._predict(x_num, x_cat, i)
             beta, ab = self.betas[t], self.alpha_bar[t]
             # eq. (11), Ho et al. 2020: the mean of p(x_{t−1} | x_t) from ε̂; variance β̃_t
