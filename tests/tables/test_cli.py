@@ -78,3 +78,30 @@ def test_nothing_of_an_existing_run_is_overwritten(copula_run, tmp_path, capsys)
         assert main(argv) == 2
         assert capsys.readouterr().err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in copula_run.iterdir() if p.is_file()} == before
+
+
+def test_served_through_the_shared_samples_route(copula_run):
+    """A table run needs no route of its own: POST /v1/samples returns its rows as CSV, options included."""
+    import base64
+    import io
+
+    import httpx
+
+    from ..serve.conftest import start_server
+
+    server = start_server([copula_run])
+    try:
+        r = httpx.post(
+            server.url + "/v1/samples",
+            json={"model": "run", "n": 40, "seed": 1, "options": {"where": "group=east"}},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["media_type"] == "text/csv" and body["count"] == 40
+        rows = pd.read_csv(io.StringIO(base64.b64decode(body["b64"]).decode()))
+        assert len(rows) == 40 and set(rows["group"]) == {"east"}
+        bad = httpx.post(server.url + "/v1/samples", json={"model": "run", "options": {"where": "nope=1"}}, timeout=60)
+        assert bad.status_code == 400 and "no column 'nope'" in bad.json()["error"]["message"]
+    finally:
+        server.stop()
