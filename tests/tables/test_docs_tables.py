@@ -9,7 +9,7 @@ from ..docs_runner import blocks, run_commands, run_python
 
 def test_tables_page_runs(tmp_path):
     outputs = run_commands("tables.md", tmp_path)
-    assert len(outputs) == 6
+    assert len(outputs) == 5
     assert len(pd.read_csv(tmp_path / "synthetic.csv")) == 1000
     assert set(pd.read_parquet(tmp_path / "cultivar2.parquet")["target"]) == {2}
     assert "quality" in outputs[3] and (tmp_path / "runs/wine-copula/report.html").exists()
