@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from genloom.config import to_dict
 from genloom.data.tables import BUNDLED_TABLES, TableData, TableSchema, TableSplits, load_table, write_table
 from genloom.errors import UserError
 from genloom.evaluate import plot_loss_curve, write_card
-from genloom.evaluate.tables import privacy, quality, report_html, utility
+from genloom.evaluate.tables import privacy, quality, report_html, row_keys, utility
 from genloom.models import Family, get_family
 from genloom.train import Trainer, TrainResult
 
@@ -160,6 +161,7 @@ class TableModel:
         self.schema = schema
         self.config = config
         self.run_dir = run_dir
+        self._training_keys: set[bytes] | None = None
 
     def conditions(self, where: str | None) -> list[tuple[int, int]]:
         """`where` ("label=1" or "a=x,b=y") as (discrete feature, code) pairs, each checked."""
@@ -187,6 +189,19 @@ class TableModel:
             out.append((index, matches[0]))
         return out
 
+    def training_keys(self) -> set[bytes]:
+        """The training rows (read again from the run's data source) as keys for exact matching."""
+        if self._training_keys is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the kind notes were shown at training
+                pipe = prepare_table(self.config, fit=False)
+            if saved_stamp(self.run_dir).get("table") not in (None, pipe.stamp["table"]):
+                raise UserError(
+                    f"{self.run_dir}: data.reject_copies needs the training table, and {self.config.data.source} changed"
+                )
+            self._training_keys = set(row_keys(pipe.splits.train, self.schema))
+        return self._training_keys
+
     def sample(self, n: int, seed: int | None = None, where: str | None = None) -> pd.DataFrame:
         """n synthetic rows (a DataFrame in the table's column order and dtypes); `where` keeps only rows
         meeting its conditions (rejection sampling: drawn in rounds until n rows qualify)."""
@@ -194,13 +209,18 @@ class TableModel:
             raise UserError(f"n must be a positive number of rows, got {n}")
         conditions = self.conditions(where)
         generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
+        copies = self.training_keys() if self.config.data.reject_copies else None
         kept_cont, kept_codes, have = [], [], 0
         for _ in range(MAX_REJECTION_ROUNDS):
-            want = n - have if not conditions else max(2 * (n - have), 1000)
+            want = n - have if not (conditions or copies) else max(2 * (n - have), 1000)
             continuous, codes = self.model.sample(want, generator=generator)  # type: ignore[operator]
             keep = np.ones(len(codes), dtype=bool)
             for index, code in conditions:
                 keep &= codes[:, index] == code
+            if copies is not None:  # data.reject_copies: drop rows identical to a training row
+                keep &= np.array(
+                    [k not in copies for k in row_keys(self.schema.to_frame(continuous, codes), self.schema)]
+                )
             kept_cont.append(continuous[keep])
             kept_codes.append(codes[keep])
             have += int(keep.sum())
@@ -208,8 +228,8 @@ class TableModel:
                 break
         if have < n:
             raise UserError(
-                f"--where {where!r}: only {have} of {n} rows met the condition after {MAX_REJECTION_ROUNDS} rounds; "
-                "the model rarely draws it: ask for fewer rows or a more common value"
+                f"--where {where!r}: only {have} of {n} rows met the condition (and data.reject_copies) after "
+                f"{MAX_REJECTION_ROUNDS} rounds; the model rarely draws it: ask for fewer rows or a more common value"
             )
         continuous = np.concatenate(kept_cont)[:n]
         codes = np.concatenate(kept_codes)[:n]

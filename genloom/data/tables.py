@@ -57,6 +57,9 @@ class TableDataConfig:
     discrete_max: int = 20  # a numeric column with at most this many distinct values keeps exactly those values
     quantiles: int = 256  # points of each continuous column's quantile function (its fitted marginal)
     max_modes: int = 10  # mode-specific normalization: Gaussian modes per continuous column (Xu et al. use 10)
+    # sampling redraws any row identical to a training row (reads the training rows again at sampling time).
+    # Off by default: on a table whose columns take few values, new real rows repeat training rows too
+    reject_copies: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout < 0.9:

@@ -223,7 +223,7 @@ def _nearest(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return nn.kneighbors(query)[0][:, 0]
 
 
-def _row_keys(df: pd.DataFrame, schema: TableSchema) -> list[bytes]:
+def row_keys(df: pd.DataFrame, schema: TableSchema) -> list[bytes]:
     """Each row's modelled values as bytes (continuous ones at their kept decimals), for exact matching."""
     x = _distance_matrix(df, schema)
     return [row.tobytes() for row in np.round(x, 9)]
@@ -235,9 +235,9 @@ def privacy(
     """Exact copies, the share closer to train than to holdout, and DCR against a uniform baseline."""
     rng = np.random.default_rng(seed)
     width = sum(c.modelled for c in schema.columns)
-    train_keys = set(_row_keys(train, schema))
-    copies = float(np.mean([k in train_keys for k in _row_keys(synthetic, schema)]))
-    holdout_copies = float(np.mean([k in train_keys for k in _row_keys(holdout, schema)]))
+    train_keys = set(row_keys(train, schema))
+    copies = float(np.mean([k in train_keys for k in row_keys(synthetic, schema)]))
+    holdout_copies = float(np.mean([k in train_keys for k in row_keys(holdout, schema)]))
     x_train, x_hold, x_syn = (_distance_matrix(d, schema) for d in (train, holdout, synthetic))
     d_hold = _nearest(x_syn, x_hold) / width
     shares = []

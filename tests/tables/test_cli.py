@@ -105,3 +105,22 @@ def test_served_through_the_shared_samples_route(copula_run):
         assert bad.status_code == 400 and "no column 'nope'" in bad.json()["error"]["message"]
     finally:
         server.stop()
+
+
+def test_reject_copies_redraws_rows_equal_to_a_training_row(tmp_path):
+    """On a table whose columns take few values, faithful samples repeat training rows; with
+    data.reject_copies sampling redraws them, so no synthetic row equals a training row."""
+    from genloom.evaluate.tables import row_keys
+
+    from .conftest import mixed_table
+
+    path = tmp_path / "few.csv"
+    mixed_table(400)[["group", "age", "member", "label"]].to_csv(path, index=False)
+    for reject in (False, True):
+        run = tmp_path / f"run-{reject}"
+        gl.train("copula", out=run, data=str(path), sets=[f"data.reject_copies={reject}"])
+        handle = gl.load(run)
+        train = handle.training_keys()
+        rows = handle.sample(500, seed=0)
+        copies = sum(k in train for k in row_keys(rows, handle.schema))
+        assert (copies == 0) if reject else (copies > 50)
