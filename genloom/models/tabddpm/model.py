@@ -38,11 +38,14 @@ class TabDDPMConfig:
     num_timesteps: int = 1000  # T, diffusion steps (training and sampling)
     schedule: Literal["cosine", "linear"] = "cosine"  # the paper's choice is cosine (Nichol & Dhariwal 2021)
     dropout: float = 0.0  # in the MLP
+    clip_x0: float = 5.0  # sampling: clip the predicted x_0 of the numbers to ±this (normal scores; 0: no clip)
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "num_timesteps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.clip_x0 < 0:
+            raise ValueError(f"clip_x0 must be >= 0 (0: no clipping), got {self.clip_x0}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -147,11 +150,15 @@ class TabDDPM(nn.Module):
         for t in reversed(range(self.config.num_timesteps)):
             i = torch.full((1,), t, dtype=torch.long)  # one t for every row: the time embedding is computed once
             eps, p0 = self._predict(x_num, x_cat, i)
-            beta, ab = self.betas[t], self.alpha_bar[t]
-            # eq. (11), Ho et al. 2020: the mean of p(x_{t−1} | x_t) from ε̂; variance β̃_t
-            x_num = (x_num - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+            beta, ab, ab_prev = self.betas[t], self.alpha_bar[t], self.alpha_bar_prev[t]
+            # x̂_0 from ε̂ (clipped to the range normal scores take), then the posterior mean of
+            # q(x_{t−1} | x_t, x̂_0), eq. (7) of Ho et al. 2020; variance β̃_t
+            x0 = (x_num - (1 - ab).sqrt() * eps) / ab.sqrt()
+            if self.config.clip_x0 > 0:
+                x0 = x0.clamp(-self.config.clip_x0, self.config.clip_x0)
+            x_num = (ab_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - ab_prev) * x_num) / (1 - ab)
             if t > 0:
-                var = beta * (1 - self.alpha_bar_prev[t]) / (1 - ab)
+                var = beta * (1 - ab_prev) / (1 - ab)
                 x_num = x_num + var.sqrt() * torch.randn(x_num.shape, generator=generator)
             if self.S:
                 x_cat = self._draw(self._posterior(x_cat, p0, i), generator)
