@@ -136,6 +136,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "guidance_scale": args.guidance_scale,
         "temperature": args.temperature,
+        "where": args.where,
     }
     result = gl.sample(
         args.run, args.out, checkpoint=args.checkpoint, echo=lambda text: print(text, end="", flush=True), **options
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default=None, help="images: class (name or number) of a class-conditional run")
     p.add_argument("--steps", type=int, default=None, help="images (diffusion): sampling steps")
     p.add_argument("--guidance-scale", type=float, default=None, help="images (diffusion): guidance w")
+    p.add_argument("--where", default=None, help="tables: keep rows meeting COLUMN=VALUE[,COLUMN=VALUE...]")
     p.add_argument("--out", default=None, help="file to write (images: a PNG grid, default RUN/samples/sample.png)")
     p.set_defaults(handler=_cmd_sample)
 

@@ -13,6 +13,7 @@ from genloom.api.images import ImageModality
 from genloom.api.modality import Modality
 from genloom.api.runs import read_run_config
 from genloom.api.seq2seq import PairsModality
+from genloom.api.tables import TableModality
 from genloom.api.text import MaskedTextModality, TextModality
 from genloom.errors import UserError
 from genloom.models import FAMILIES, Family, get_family
@@ -73,6 +74,26 @@ MODALITIES: dict[str, Modality] = {
             "test_elbo_nats": "higher",
         },
         headline="fid",
+    ),
+    "table": TableModality(
+        name="table",
+        title="synthetic tables (CSV / Parquet rows)",
+        docs="docs/tables.md",
+        noun="table run (copula, tvae, ctgan, tabddpm)",
+        kind="table",
+        sample_file="samples/synthetic.csv",
+        directions={
+            "quality": "higher",
+            "column_shapes": "higher",
+            "column_pair_trends": "higher",
+            "tstr_f1": "higher",
+            "tstr_r2": "higher",
+            "utility_ratio": "higher",
+            "exact_copies": "lower",
+            "closer_to_train": "lower",
+            "dcr_baseline_protection": "higher",
+        },
+        headline="quality",
     ),
 }
 

@@ -271,13 +271,13 @@ def start_run(
     rc: RunConfig,
     stamp: dict[str, str],
     resume: bool,
-    trainer: Trainer,
+    trainer: Trainer | None,
     tokenizer: Tokenizer | None = None,
 ) -> None:
     """What a run writes before its first step: always its config.toml, and for a new run its tokenizer
     and data fingerprints (the tokenizer's own hash among them, checked on resume). On resume the
     checkpoint is restored first, so a resume that fails leaves config.toml as it was."""
-    if resume:
+    if resume and trainer is not None:  # None: a closed-form fit with no optimizer state (the table copula)
         trainer.restore()
     rundir.atomic_write_text(
         out / rundir.CONFIG, dump_toml(rundir.marked(rc.to_dict()), f"genloom run config ({rc.family})")

@@ -14,15 +14,16 @@ from typing import Any
 from genloom.data.images import ImageDataConfig
 from genloom.data.masking import MaskedTextDataConfig
 from genloom.data.pairs import PairDataConfig
+from genloom.data.tables import TableDataConfig
 from genloom.data.text import TextDataConfig
 from genloom.errors import UserError
-from genloom.models import bert, diffusion, flow, gan, gpt, pixelcnn, seq2seq, vae
+from genloom.models import bert, copula, ctgan, diffusion, flow, gan, gpt, pixelcnn, seq2seq, tabddpm, tvae, vae
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
-    modality: str  # its key in genloom.api.modalities.MODALITIES: "text", "masked-text", "text-pairs", "image"
+    modality: str  # its key in genloom.api.modalities.MODALITIES: "text", "masked-text", "text-pairs", "image", "table"
     use_for: str  # one line for `genloom families`: which model for which app
     config: type  # the model's Config dataclass
     model: type  # the nn.Module built from that config
@@ -110,6 +111,46 @@ FAMILIES: dict[str, Family] = {
         data_config=PairDataConfig,
         presets=seq2seq.PRESETS,
         loss="label-smoothed cross-entropy (nats/token)",
+    ),
+    "copula": Family(
+        name="copula",
+        modality="table",
+        use_for="Gaussian copula over fitted marginals: synthetic tables in seconds, the strong fast baseline",
+        config=copula.CopulaConfig,
+        model=copula.Copula,
+        data_config=TableDataConfig,
+        presets=copula.PRESETS,
+        loss="none (a closed-form fit)",
+    ),
+    "tvae": Family(
+        name="tvae",
+        modality="table",
+        use_for="variational autoencoder for tables (Xu et al. 2019): mode-normalized columns, fast to train",
+        config=tvae.TVAEConfig,
+        model=tvae.TVAE,
+        data_config=TableDataConfig,
+        presets=tvae.PRESETS,
+        loss="negative ELBO (nats/row)",
+    ),
+    "tabddpm": Family(
+        name="tabddpm",
+        modality="table",
+        use_for="diffusion for tables (Kotelnikov et al. 2023): usually the best quality, slower to sample",
+        config=tabddpm.TabDDPMConfig,
+        model=tabddpm.TabDDPM,
+        data_config=TableDataConfig,
+        presets=tabddpm.PRESETS,
+        loss="diffusion loss (Gaussian MSE + multinomial KL)",
+    ),
+    "ctgan": Family(
+        name="ctgan",
+        modality="table",
+        use_for="conditional GAN for tables (Xu et al. 2019): training-by-sampling keeps rare categories",
+        config=ctgan.CTGANConfig,
+        model=ctgan.CTGAN,
+        data_config=TableDataConfig,
+        presets=ctgan.PRESETS,
+        loss="GAN loss (train: generator; validation: critic)",
     ),
 }
 
