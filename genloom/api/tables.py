@@ -95,12 +95,8 @@ def train_table(fam: Family, rc: RunConfig, out: Path, *, resume: bool, overwrit
     model = build_model(fam, rc, schema)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
     closed_form = not hasattr(model, "loss")  # the copula: fitted in one pass, no optimizer
-    data = TableData(
-        pipe.splits,
-        schema,
-        model.encoding,
-        conditional=getattr(model, "conditional_batches", False),  # type: ignore[arg-type]
-    )
+    encoding = str(model.encoding)  # "onehot" or "mode" (the family's row encoding)
+    data = TableData(pipe.splits, schema, encoding, conditional=getattr(model, "conditional_batches", False))
     trainer = None if closed_form else Trainer(model, rc.train, data, out, log=log)
     start_run(out, rc, dict(pipe.stamp), resume, trainer)
     if not resume:
