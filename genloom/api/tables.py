@@ -95,7 +95,7 @@ def train_table(fam: Family, rc: RunConfig, out: Path, *, resume: bool, overwrit
     model = build_model(fam, rc, schema)
     out = rundir.prepare_out_dir(out, overwrite=overwrite, resume=resume)
     closed_form = not hasattr(model, "loss")  # the copula: fitted in one pass, no optimizer
-    encoding = str(model.encoding)  # "onehot" or "mode" (the family's row encoding)
+    encoding = str(model.encoding)  # the family's row encoding: "quantile" or "modes"
     data = TableData(pipe.splits, schema, encoding, conditional=getattr(model, "conditional_batches", False))
     trainer = None if closed_form else Trainer(model, rc.train, data, out, log=log)
     start_run(out, rc, dict(pipe.stamp), resume, trainer)
