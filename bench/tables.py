@@ -208,9 +208,15 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join((*GENLOOM, *SDV)))
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--sdv-python", default="/tmp/sdv-venv/bin/python", help="a Python with SDV installed")
+    parser.add_argument(
+        "--sdv-python",
+        default=os.environ.get("SDV_PYTHON"),
+        help="a Python with SDV installed, in a venv of its own (default: $SDV_PYTHON)",
+    )
     parser.add_argument("--report", action="store_true", help="only rebuild the RESULTS.md section")
     args = parser.parse_args()
+    if not args.report and any(s.startswith("sdv:") for s in args.systems.split(",")) and not args.sdv_python:
+        parser.error("the sdv: systems need --sdv-python (or $SDV_PYTHON): a Python with SDV installed")
     if not args.report:
         CACHE.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ import pytest
 import genloom as gl
 from genloom.cli import main
 from genloom.models import FAMILIES
+from genloom.serve.app import COMPLETIONS, MODELS, SAMPLES
 
 from ..serve.conftest import start_server
 from .points import POINTS_FAMILY, POINTS_MODALITY
@@ -55,7 +56,7 @@ def test_points_through_the_cli_api_and_server(points_registered, tmp_path, caps
     # server: listed with its modality's kind, sampled through the shared route
     server = start_server([run])
     try:
-        models = httpx.get(server.url + "/v1/models").json()["data"]
+        models = httpx.get(server.url + MODELS).json()["data"]
         assert models == [
             {
                 "id": "ring",
@@ -68,15 +69,15 @@ def test_points_through_the_cli_api_and_server(points_registered, tmp_path, caps
                 "labels": None,
             }
         ]
-        r = httpx.post(server.url + "/v1/samples", json={"model": "ring", "n": 50, "seed": 3}, timeout=30)
+        r = httpx.post(server.url + SAMPLES, json={"model": "ring", "n": 50, "seed": 3}, timeout=30)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["media_type"] == "text/csv" and body["count"] == 50
         gl.sample(run, tmp_path / "after.csv", n=50, seed=3)  # the same draw through the API
         assert base64.b64decode(body["b64"]).decode() == (tmp_path / "after.csv").read_text()
-        wrong = httpx.post(server.url + "/v1/completions", json={"model": "ring", "prompt": "A"}, timeout=30)
+        wrong = httpx.post(server.url + COMPLETIONS, json={"model": "ring", "prompt": "A"}, timeout=30)
         assert wrong.status_code == 404  # no text model is served, so the text routes do not exist
-        unknown = httpx.post(server.url + "/v1/samples", json={"model": "nope"}, timeout=30)
+        unknown = httpx.post(server.url + SAMPLES, json={"model": "nope"}, timeout=30)
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
     finally:
         server.stop()
