@@ -126,7 +126,7 @@ def report() -> None:
         return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
     lines = [
-        "Command: `python bench/tables.py` (pieces: `--systems`, `--tables`, `--seeds`; `--report` rebuilds this).",
+        "Command: `SDV_PYTHON=/path/to/sdv-venv/bin/python python bench/tables.py` (SDV in a venv of its own; pieces: `--systems`, `--tables`, `--seeds`; `--report` rebuilds this).",
         "Every system fits the same training rows (genloom's split, 20 % holdout, split seed 0) and gives as many",
         "rows as there are training rows; one function (genloom.evaluate.tables) scores them all. Quality: SDMetrics'",
         "definition (every column pair counts). TSTR: macro F1 of a fixed random forest on the holdout, trained on",
