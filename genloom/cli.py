@@ -371,10 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_chat)
 
     p = sub.add_parser(
-        "export", help="write a run in another format (hf: GPT-2/Llama/BERT directories transformers loads)"
+        "export",
+        help="write a run in another format (hf: a GPT-2/GPT-NeoX/Llama/BERT directory transformers loads; peft: LoRA adapters)",
     )
     p.add_argument("run", help="run directory")
-    p.add_argument("--format", choices=["hf"], default="hf")
+    p.add_argument(
+        "--format", choices=["hf", "peft"], default="hf", help="peft: a tune lora run's adapter for transformers + peft"
+    )
     p.add_argument("--out", required=True, help="directory to write (must not exist or be empty)")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.set_defaults(handler=_cmd_export)

@@ -32,22 +32,27 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from genloom.chat import ChatTemplate, JinjaChatTemplate
 from genloom.config import check_int_fields, read_json_object
 from genloom.errors import UserError
 from genloom.models.gpt import GPT, GPTConfig
 from genloom.tokenizers import Tokenizer, load_pretrained_tokenizer
 
-SUPPORTED = ("gpt2", "llama", "mistral", "qwen2")  # the last three are Llama-shaped
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer as HFTokenizer
+
+SUPPORTED = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2")  # the last three are Llama-shaped
 ROPE_KINDS = ("default", "linear", "dynamic", "llama3", "yarn")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 TOKENIZER_FILE = "tokenizer.json"
 GPT2_ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "none"}
+NEOX_PREFIX = "gpt_neox."  # GPT-NeoX tensor names start with it, except the head (embed_out / lm_head)
 
 # (genloom name, Hugging Face names concatenated along dim 0, stored transposed)
 Pair = tuple[str, list[str], bool]
@@ -94,6 +99,54 @@ def _llama_pairs(n_layer: int, tied: bool, qkv_bias: bool = False) -> list[Pair]
     return pairs
 
 
+def _neox_pairs(n_layer: int, tied: bool) -> list[Pair]:
+    """GPT-NeoX names with the `gpt_neox.` prefix removed and the head called `lm_head` (`_read_tensors`)."""
+    pairs: list[Pair] = [("wte.weight", ["embed_in.weight"], False)]
+    for i in range(n_layer):
+        ours, theirs = f"blocks.{i}.", f"layers.{i}."
+        for kind in ("weight", "bias"):
+            pairs += [
+                (f"{ours}norm_1.{kind}", [f"{theirs}input_layernorm.{kind}"], False),
+                (f"{ours}attn.qkv.{kind}", [f"{theirs}attention.query_key_value.{kind}"], False),
+                (f"{ours}attn.proj.{kind}", [f"{theirs}attention.dense.{kind}"], False),
+                (f"{ours}norm_2.{kind}", [f"{theirs}post_attention_layernorm.{kind}"], False),
+                (f"{ours}mlp.up.{kind}", [f"{theirs}mlp.dense_h_to_4h.{kind}"], False),
+                (f"{ours}mlp.down.{kind}", [f"{theirs}mlp.dense_4h_to_h.{kind}"], False),
+            ]
+    pairs += [("norm_f.weight", ["final_layer_norm.weight"], False), ("norm_f.bias", ["final_layer_norm.bias"], False)]
+    if not tied:
+        pairs.append(("lm_head.weight", ["lm_head.weight"], False))
+    return pairs
+
+
+def neox_qkv(t: torch.Tensor, n_head: int, to_neox: bool) -> torch.Tensor:
+    """GPT-NeoX's fused query_key_value rows are grouped by head, (head, q|k|v, head_size); ours are
+    (q|k|v, head, head_size). Works on weights (3C, C), biases (3C,) and LoRA B matrices (3C, r)."""
+    rest = t.shape[1:]
+    hs = t.shape[0] // (3 * n_head)
+    if to_neox:
+        return t.reshape(3, n_head, hs, *rest).transpose(0, 1).reshape(t.shape)
+    return t.reshape(n_head, 3, hs, *rest).transpose(0, 1).reshape(t.shape)
+
+
+def pairs_for(model_type: str, cfg: GPTConfig) -> list[Pair]:
+    """The name table of an architecture (Mistral and Qwen2 use Llama's)."""
+    if model_type == "gpt2":
+        return _gpt2_pairs(cfg.n_layer, cfg.tie_weights)
+    if model_type == "gpt_neox":
+        return _neox_pairs(cfg.n_layer, cfg.tie_weights)
+    return _llama_pairs(cfg.n_layer, cfg.tie_weights, cfg.qkv_bias)
+
+
+def stored_name(model_type: str, name: str) -> str:
+    """A name of the pair tables as the checkpoint file spells it."""
+    if model_type == "gpt2" and name != "lm_head.weight":
+        return f"transformer.{name}"
+    if model_type == "gpt_neox":
+        return "embed_out.weight" if name == "lm_head.weight" else NEOX_PREFIX + name
+    return name
+
+
 # ---- config.json ↔ GPTConfig -------------------------------------------------------------------
 
 
@@ -120,6 +173,40 @@ def _gpt2_config(c: dict[str, Any], where: str) -> GPTConfig:
         pos_encoding="learned",
         bias=True,
         tie_weights=c.get("tie_word_embeddings", True),
+    )
+
+
+def _neox_config(c: dict[str, Any], where: str) -> GPTConfig:
+    """GPT-NeoX with sequential residuals and full-width rotary embeddings: the shape of genloom's RoPE +
+    LayerNorm + GELU presets. Pythia and GPT-NeoX-20B (parallel residual, 25% rotary) are refused."""
+    if c.get("use_parallel_residual", True):
+        raise UserError(f"{where}: use_parallel_residual=true (Pythia, GPT-NeoX-20B) is not supported")
+    rope = dict(c.get("rope_parameters") or {})
+    partial = rope.get("partial_rotary_factor", c.get("rotary_pct", 0.25))
+    if partial != 1.0:
+        raise UserError(f"{where}: rotary embeddings on {partial} of each head are not supported (needs 1.0)")
+    if not c.get("attention_bias", True):
+        raise UserError(f"{where}: attention_bias=false is not supported")
+    act = c.get("hidden_act", "gelu")
+    if act not in GPT2_ACTIVATIONS:
+        raise UserError(f"{where}: hidden_act {act!r} is not supported; supported: {', '.join(GPT2_ACTIVATIONS)}")
+    rope.setdefault("rope_theta", c.get("rotary_emb_base", c.get("rope_theta", 10000.0)))
+    fields = _rope_fields({**c, "rope_parameters": rope}, where)
+    return GPTConfig(
+        vocab_size=c["vocab_size"],
+        block_size=c.get("max_position_embeddings", 2048),
+        n_layer=c["num_hidden_layers"],
+        n_head=c["num_attention_heads"],
+        n_embd=c["hidden_size"],
+        mlp="gelu",
+        mlp_hidden=c["intermediate_size"],
+        gelu_approximate=GPT2_ACTIVATIONS[act],  # type: ignore[arg-type]
+        norm="layernorm",
+        norm_eps=c.get("layer_norm_eps", 1e-5),
+        pos_encoding="rope",
+        bias=True,
+        tie_weights=c.get("tie_word_embeddings", False),
+        **fields,
     )
 
 
@@ -236,7 +323,12 @@ def read_hf_config(path: Path) -> tuple[str, GPTConfig, dict[str, Any]]:
             f"{where}: unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED)} (and bert, as a masked LM)"
         )
     try:
-        cfg = _gpt2_config(raw, where) if model_type == "gpt2" else _llama_config(raw, where, model_type)
+        if model_type == "gpt2":
+            cfg = _gpt2_config(raw, where)
+        elif model_type == "gpt_neox":
+            cfg = _neox_config(raw, where)
+        else:
+            cfg = _llama_config(raw, where, model_type)
     except KeyError as e:
         raise UserError(f"{where}: missing field {e.args[0]!r}") from None
     except UserError:  # already names the file (a UserError is a ValueError too)
@@ -288,17 +380,28 @@ def _read_tensors(path: Path, model_type: str) -> dict[str, torch.Tensor]:
                 for name in names:
                     if name not in present:
                         raise UserError(f"{file}: tensor {name} is listed in the index but not in this shard")
-                    key = name.removeprefix("transformer.") if model_type == "gpt2" else name
-                    tensors[key] = f.get_tensor(name).float()
+                    tensors[_table_name(model_type, name)] = f.get_tensor(name).float()
         except (SafetensorError, OSError) as e:
             raise UserError(f"{file}: truncated or corrupt safetensors file ({e})") from None
     return tensors
 
 
+def _table_name(model_type: str, name: str) -> str:
+    """A checkpoint's tensor name as the pair tables spell it (`stored_name` backwards)."""
+    if model_type == "gpt2":
+        return name.removeprefix("transformer.")
+    if model_type == "gpt_neox":
+        return "lm_head.weight" if name in ("embed_out.weight", "lm_head.weight") else name.removeprefix(NEOX_PREFIX)
+    return name
+
+
 def _untie_if_stored(cfg: GPTConfig, tensors: dict[str, torch.Tensor], where: str) -> GPTConfig:
     """A stored `lm_head.weight` that differs from the embedding is the model's head whatever
     `tie_word_embeddings` says (transformers uses it too, with a warning)."""
-    head, embedding = tensors.get("lm_head.weight"), tensors.get("model.embed_tokens.weight", tensors.get("wte.weight"))
+    head = tensors.get("lm_head.weight")
+    embedding = next(
+        (tensors[k] for k in ("model.embed_tokens.weight", "wte.weight", "embed_in.weight") if k in tensors), None
+    )
     if cfg.tie_weights and head is not None and embedding is not None and not torch.equal(head, embedding):
         warnings.warn(
             f"{where}: tie_word_embeddings is true but the checkpoint stores a different lm_head.weight; "
@@ -348,12 +451,11 @@ def load_hf(path: str | Path) -> tuple[GPT, Tokenizer, GPTConfig, int | None]:
     tensors = _read_tensors(path, model_type)
     if model_type != "gpt2":
         cfg = _untie_if_stored(cfg, tensors, str(path))
+    if model_type == "gpt_neox":
+        for name in [n for n in tensors if n.endswith(("query_key_value.weight", "query_key_value.bias"))]:
+            tensors[name] = neox_qkv(tensors[name], cfg.n_head, to_neox=False)
     model = GPT(cfg)
-    if model_type == "gpt2":
-        pairs = _gpt2_pairs(cfg.n_layer, cfg.tie_weights)
-    else:
-        pairs = _llama_pairs(cfg.n_layer, cfg.tie_weights, cfg.qkv_bias)
-    load_weights(model, tensors, pairs, path)
+    load_weights(model, tensors, pairs_for(model_type, cfg), path)
     bos = raw.get("bos_token_id")
     return model, tokenizer, cfg, bos[0] if isinstance(bos, list) else bos
 
@@ -365,8 +467,8 @@ def hf_config(model: GPT, eos_id: int | None) -> tuple[str, dict[str, Any]]:
     """The model_type and config.json for a genloom GPT, or an error naming what has no HF twin."""
     cfg = model.config
     common = {"vocab_size": cfg.vocab_size, "tie_word_embeddings": cfg.tie_weights, "torch_dtype": "float32"}
-    if eos_id is not None:
-        common |= {"bos_token_id": eos_id, "eos_token_id": eos_id}
+    # null when the tokenizer has no end-of-text token: left out, transformers would assume GPT-2's 50256
+    common |= {"bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": None}
     kv = cfg.n_kv_head or cfg.n_head
     if cfg.pos_encoding == "learned" and cfg.norm == "layernorm" and cfg.mlp == "gelu" and kv == cfg.n_head:
         return "gpt2", {
@@ -404,35 +506,116 @@ def hf_config(model: GPT, eos_id: int | None) -> tuple[str, dict[str, Any]]:
             "mlp_bias": False,
             **common,
         }
+    if cfg.pos_encoding == "rope" and cfg.norm == "layernorm" and cfg.mlp == "gelu" and kv == cfg.n_head and plain_rope:
+        # genloom's recommended presets (nanogpt-cpu, demo): GPT-NeoX with sequential residuals, full rotary
+        return "gpt_neox", {
+            "architectures": ["GPTNeoXForCausalLM"],
+            "model_type": "gpt_neox",
+            "hidden_size": cfg.n_embd,
+            "intermediate_size": model.blocks[0].mlp.up.out_features,  # type: ignore[union-attr]
+            "num_hidden_layers": cfg.n_layer,
+            "num_attention_heads": cfg.n_head,
+            "hidden_act": "gelu_new" if cfg.gelu_approximate == "tanh" else "gelu",
+            "max_position_embeddings": cfg.block_size,
+            "layer_norm_eps": cfg.norm_eps,
+            "use_parallel_residual": False,
+            "attention_bias": True,
+            "rotary_pct": 1.0,  # transformers 4's names, then 5's
+            "rotary_emb_base": cfg.rope_theta,
+            "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": 1.0},
+            "attention_dropout": 0.0,
+            "hidden_dropout": 0.0,
+            **common,
+        }
     raise UserError(
         "export --format hf: this model has no Hugging Face twin; exportable are GPT-2 (pos_encoding=learned, "
-        "norm=layernorm, mlp=gelu, no GQA) and Llama (pos_encoding=rope, norm=rmsnorm, mlp=swiglu, bias=false); "
+        "norm=layernorm, mlp=gelu, no GQA), GPT-NeoX (pos_encoding=rope, norm=layernorm, mlp=gelu, no GQA) and "
+        "Llama (pos_encoding=rope, norm=rmsnorm, mlp=swiglu, bias=false); "
         f"this one is {cfg.pos_encoding}/{cfg.norm}/{cfg.mlp}"
     )
 
 
-def save_hf(model: GPT, tokenizer: Tokenizer, out: str | Path) -> None:
-    """Write config.json, model.safetensors and tokenizer.json that `transformers` loads."""
-    from safetensors.torch import save_file
-
+def hf_tensors(model: GPT, model_type: str) -> dict[str, torch.Tensor]:
+    """The model's state dict under the checkpoint names of `model_type` (zero biases where genloom has none)."""
     cfg = model.config
-    model_type, config = hf_config(model, tokenizer.eos_id)
     sd = model.state_dict()
     hs, nh, kv = cfg.n_embd // cfg.n_head, cfg.n_head, cfg.n_kv_head or cfg.n_head
-    pairs = _gpt2_pairs if model_type == "gpt2" else _llama_pairs
     tensors: dict[str, torch.Tensor] = {}
-    for ours, theirs, transposed in pairs(cfg.n_layer, cfg.tie_weights):
+    for ours, theirs, transposed in pairs_for(model_type, cfg):
         if ours in sd:
             value = sd[ours]
-        else:  # a bias-free genloom model exported as GPT-2: zero biases do what no bias does
+        else:  # a bias-free genloom model exported with biases: zero biases do what no bias does
             weight = sd[ours.removesuffix("bias") + "weight"]
             value = torch.zeros(weight.shape[0])  # (out_features,) or (C,) for a norm
+        if model_type == "gpt_neox" and ".attn.qkv." in ours:
+            value = neox_qkv(value, nh, to_neox=True)
         parts = value.split([nh * hs, kv * hs, kv * hs]) if len(theirs) == 3 else (value,)
         for name, part in zip(theirs, parts, strict=True):
-            key = f"transformer.{name}" if model_type == "gpt2" and name != "lm_head.weight" else name
-            tensors[key] = (part.t() if transposed else part).contiguous().clone()
+            tensors[stored_name(model_type, name)] = (part.t() if transposed else part).contiguous().clone()
+    if model_type == "gpt_neox" and "embed_out.weight" not in tensors:  # tied: stored too, for transformers 4
+        tensors["embed_out.weight"] = sd["wte.weight"].clone()
+    return tensors
+
+
+def _jinja_of(template: ChatTemplate) -> str:
+    """genloom's role-marker template as the Jinja source `apply_chat_template` runs (same text as
+    `ChatTemplate.render`)."""
+    markers = json.dumps({"system": template.system, "user": template.user, "assistant": template.assistant})
+    end = json.dumps(template.end)
+    return (
+        f"{{%- set markers = {markers} -%}}"
+        "{%- for message in messages -%}"
+        f"{{{{ markers[message['role']] ~ message['content'] ~ {end} ~ '\\n' }}}}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ markers['assistant'] }}{%- endif -%}"
+    )
+
+
+def tokenizer_config(
+    hf: HFTokenizer, eos_id: int | None, block_size: int, chat_template: ChatTemplate | JinjaChatTemplate | None
+) -> tuple[dict[str, Any], list[int]]:
+    """`tokenizer_config.json` for `AutoTokenizer` (special tokens that exist in the vocabulary `hf`, the
+    chat template), and the ids generation stops at (end of text; the chat template's end-of-turn marker)."""
+    config: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": block_size,
+        "clean_up_tokenization_spaces": False,
+    }
+    stops: list[int] = []
+    if eos_id is not None:
+        eos = hf.id_to_token(eos_id)
+        config |= {"bos_token": eos, "eos_token": eos}
+        stops.append(eos_id)
+    if isinstance(chat_template, ChatTemplate):
+        config["chat_template"] = _jinja_of(chat_template)
+        end = hf.token_to_id(chat_template.end)
+        if end is not None and end not in stops:
+            stops.append(end)
+        config.setdefault("eos_token", chat_template.end)  # what a chat reply ends with
+    elif chat_template is not None:  # a pretrained model's own template and tokens, passed on as they were
+        config["chat_template"] = chat_template.template
+        config |= {name: text for name, text in chat_template.tokens.items() if hf.token_to_id(text) is not None}
+    return config, stops
+
+
+def save_hf(
+    model: GPT, tokenizer: Tokenizer, out: str | Path, chat_template: ChatTemplate | JinjaChatTemplate | None = None
+) -> None:
+    """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json and
+    generation_config.json that `transformers` loads."""
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer as HFTokenizer
+
+    model_type, config = hf_config(model, tokenizer.eos_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(hf_tensors(model, model_type), str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     tokenizer.save(out / TOKENIZER_FILE)  # both of our tokenizers are stored in the HF format already
+    hf = HFTokenizer.from_file(str(out / TOKENIZER_FILE))
+    tokenizer_cfg, stops = tokenizer_config(hf, tokenizer.eos_id, model.config.block_size, chat_template)
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_cfg, indent=2) + "\n")
+    generation = {"eos_token_id": stops[0] if len(stops) == 1 else stops} if stops else {}
+    if tokenizer.eos_id is not None:
+        generation["bos_token_id"] = tokenizer.eos_id
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")

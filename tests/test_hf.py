@@ -170,7 +170,7 @@ def test_bad_hf_directories(tmp_path, tokenizer):
     shutil.copytree(path, bert)
     (bert / "config.json").write_text(json.dumps({"model_type": "t5"}))
     with pytest.raises(
-        UserError, match=r"unsupported model_type 't5'; supported: gpt2, llama, mistral, qwen2 \(and bert"
+        UserError, match=r"unsupported model_type 't5'; supported: gpt2, gpt_neox, llama, mistral, qwen2 \(and bert"
     ):
         gl.load(bert)
     (path / "tokenizer.json").unlink()

@@ -176,9 +176,10 @@ def families() -> list[dict[str, str]]:
 
 
 def export(run_dir: str | Path, out: str | Path, format: str = "hf", checkpoint: str = "last") -> Path:
-    """Write a run in another format; "hf": a directory that `transformers` loads (GPT-2, Llama, BERT)."""
-    if format != "hf":
-        raise UserError(f"export format must be 'hf', got {format!r}")
+    """Write a run in another format. "hf": a directory that `transformers` loads (GPT-2, GPT-NeoX, Llama,
+    BERT); "peft": a `tune lora` run's adapter as Hugging Face PEFT writes it, beside its base model."""
+    if format not in ("hf", "peft"):
+        raise UserError(f"export format must be 'hf' or 'peft', got {format!r}")
     _, modality = run_modality(run_dir)
     return modality.export(Path(run_dir), Path(out), format, checkpoint)
 

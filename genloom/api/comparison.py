@@ -276,7 +276,7 @@ def compare(
             )
             _save_state(out, state)
         if record["stage"] == "evaluated":
-            say(f"compare: timing {e.name}'s sampling ({rounds} rounds) ...")
+            say(f"compare: timing {e.name}'s sampling (up to {rounds} rounds) ...")
             _, handle = open_run(run_dir)
             rates, unit = modality.speed(handle, rounds)
             media, content = modality.preview(handle, seed)
@@ -545,8 +545,8 @@ figure {{ margin: 0; }} figcaption {{ font-weight: bold; }} pre {{ max-width: 52
 </style></head><body>
 <h1>Which model for <code>{e(report["data"])}</code>?</h1>
 <p>Each model trained on the same data for the same budget ({e(report["budget"])}, seed {report["seed"]}) and was
-evaluated with the same metrics; sampling speed is the median of {len(next(iter(report["runs"].values()))["speed_rounds"])}
-rounds. Machine: {e(str(m.get("cpu")))}, {m.get("threads")} threads, torch {e(str(m.get("torch")))}. ★ marks the best value of each column.</p>
+evaluated with the same metrics; sampling speed is the median of its timed rounds
+({max(len(r["speed_rounds"]) for r in report["runs"].values())} at most; fewer for samplers that take seconds a round). Machine: {e(str(m.get("cpu")))}, {m.get("threads")} threads, torch {e(str(m.get("torch")))}. ★ marks the best value of each column.</p>
 <h2>Summary</h2><ul id="summary">{summary}</ul>
 <h2>Results</h2><table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
 <h2>Samples</h2><div class="samples" id="samples">{"".join(samples)}</div>

@@ -175,13 +175,24 @@ class Modality:
         raise NotImplementedError
 
 
+SLOW_ROUND_S = 2.0  # a round this long is not dominated by first-call costs: no separate warm-up needed
+SPEED_BUDGET_S = 30.0  # past this, slow samplers (pixel by pixel) stop after MIN_ROUNDS timed rounds
+MIN_ROUNDS = 3
+
+
 def timed_rates(work: Callable[[], int], rounds: int) -> list[float]:
     """Items per second of `work()` (which returns how many it made) over `rounds` rounds, after one
-    untimed warm-up round."""
-    work()
-    rates = []
-    for _ in range(rounds):
+    untimed warm-up round. A sampler slow enough that one round takes SLOW_ROUND_S has its warm-up
+    round counted, and stops after MIN_ROUNDS rounds once SPEED_BUDGET_S are spent, so timing a
+    pixel-by-pixel sampler does not cost minutes."""
+    t0 = time.perf_counter()
+    n = work()
+    elapsed = time.perf_counter() - t0
+    rates = [n / elapsed] if elapsed >= SLOW_ROUND_S else []
+    while len(rates) < rounds and not (len(rates) >= min(MIN_ROUNDS, rounds) and elapsed >= SPEED_BUDGET_S):
         t0 = time.perf_counter()
         n = work()
-        rates.append(n / (time.perf_counter() - t0))
+        spent = time.perf_counter() - t0
+        rates.append(n / spent)
+        elapsed += spent
     return rates

@@ -382,6 +382,14 @@ class LanguageModel:
             self.chat_template = ChatTemplate.load(path)
         return self
 
+    def merge_peft_adapter(self, path: str | Path) -> "LanguageModel":
+        """Fold a Hugging Face PEFT LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`, made for
+        this model's transformers export or the checkpoint it was loaded from) into the weights, in place."""
+        from genloom.tune.peft_format import merge_peft
+
+        merge_peft(self.model, path)  # type: ignore[arg-type]
+        return self
+
     def merge_adapters(self) -> "LanguageModel":
         """Fold attached LoRA adapters into the weights (W + B·A·alpha/r): a plain model, same outputs."""
         from genloom.tune.lora import merge_lora
@@ -642,7 +650,13 @@ class TextModality(Modality):
             raise UserError(f"--out {out}: already exists and is not an empty directory")
         rundir.check_writable(out)
         lm = self.load(run_dir, read_run_config(run_dir), checkpoint)
-        save_hf(lm.model, lm.tokenizer, out)
+        if format == "peft":  # a LoRA run: the adapter in PEFT's format, and the transformers base it applies to
+            from genloom.tune.peft_format import export_peft
+
+            if checkpoint != "last":
+                raise UserError("--format peft exports the adapters as training ended; use --checkpoint last")
+            return export_peft(lm.model, lm.tokenizer, lm.chat_template, run_dir, out)
+        save_hf(lm.model, lm.tokenizer, out, lm.chat_template)
         return out
 
     def routes(self) -> str | None:
@@ -698,6 +712,8 @@ class MaskedTextModality(Modality):
         write_text_card(run_dir, rc, summary)
 
     def export(self, run_dir: Path, out: Path, format: str, checkpoint: str) -> Path:
+        if format != "hf":
+            raise UserError(f"{run_dir}: --format {format} is for LoRA runs of the gpt family; bert runs export as hf")
         return export_hf(run_dir, out, checkpoint)
 
     def speed(self, handle: Any, rounds: int) -> tuple[list[float], str]:

@@ -35,6 +35,13 @@ class VerticalStackConv(nn.Conv2d):
         # output row i reads padded rows i .. i + rows - 1 = input rows i - k//2 .. i (or i - 1)
         return F.conv2d(x, self.weight, self.bias)[:, :, :H]
 
+    def row(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Output row i alone (B, out, 1, W), read from input rows i - k//2 .. i (or i - 1): what an
+        image generated row by row needs, since the rows below do not exist yet."""
+        lo = i - self.reach
+        window = x[:, :, max(lo, 0) : lo + self.weight.shape[2]]
+        return F.conv2d(F.pad(window, (self.reach, self.reach, max(0, -lo), 0)), self.weight, self.bias)
+
 
 class HorizontalStackConv(nn.Conv2d):
     """1×k convolution over the pixels left of the centre (and the centre unless `mask_center`), again
@@ -48,3 +55,10 @@ class HorizontalStackConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         W = x.shape[3]
         return F.conv2d(F.pad(x, (self.reach, 0)), self.weight, self.bias)[:, :, :, :W]
+
+    def at(self, x: torch.Tensor, j: int) -> torch.Tensor:
+        """Output pixel j alone (B, out, 1, 1) of a row x (B, in, 1, W), read from pixels j - k//2 .. j (or
+        j - 1)."""
+        lo = j - self.reach
+        window = x[:, :, :, max(lo, 0) : lo + self.weight.shape[3]]
+        return F.conv2d(F.pad(window, (max(0, -lo), 0)), self.weight, self.bias)

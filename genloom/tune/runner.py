@@ -170,6 +170,7 @@ def tune(
 
     Everything is checked (config, data, reward) before `out` is touched."""
     cfg = method_config(method, sets)
+    say = log or print
     data = Path(data)
     if not data.is_file():
         raise UserError(f"--data {data}: no such file (expected a .jsonl file)")
@@ -200,12 +201,14 @@ def tune(
         tokenizer = add_special_tokens(tokenizer, template.special_tokens)
         examples = tdata.read_sft(data, template)
         train, val = tdata.split_by_key(examples, [e.key for e in examples], cfg.val_fraction)
+        _say_split(say, data, "examples", len(train), len(val), cfg.val_fraction)
         policy.resize_token_embeddings(tokenizer.vocab_size)
         batches: Any = SFTData(train, val, tokenizer, block, cfg.packing)
         objective = SFTObjective(policy)
     elif method in ("reward", "dpo"):
         pairs = tdata.read_preferences(data)
         train_p, val_p = tdata.split_by_key(pairs, [p.prompt for p in pairs], cfg.val_fraction)
+        _say_split(say, data, "pairs", len(train_p), len(val_p), cfg.val_fraction)
         batches = PairData(train_p, val_p, tokenizer, template, block)
         if method == "reward":
             objective = RewardModel(policy)
@@ -221,6 +224,7 @@ def tune(
             )
         prompts = tdata.read_prompts(data)
         train_q, val_q = tdata.split_by_key(prompts, prompts, cfg.val_fraction)
+        _say_split(say, data, "prompts", len(train_q), len(val_q), cfg.val_fraction)
         batches = PromptData(render_prompts(train_q, template), render_prompts(val_q, template))
         objective = PPOObjective(policy, base_model, reward_fn, tokenizer, template, cfg)
     lora_cfg: LoRAConfig | None = cfg.lora if getattr(cfg, "use_lora", False) else None
@@ -316,6 +320,19 @@ def _metrics(method: str, objective: Any, batches: Any, base_policy: nn.Module |
     logprobs, _ = objective.evaluate_policy(r.seq, r.index, r.tokens)
     per_response_kl = float(((logprobs - kl) * r.mask).sum(1).mean())
     return {f"{prefix}_val_score": float(r.scores.mean()), f"{prefix}_val_kl": per_response_kl}
+
+
+VAL_WARN = 50  # fewer held-out items than this make the reported figures noisy
+
+
+def _say_split(say: Callable[[str], None], data: Path, what: str, train: int, val: int, fraction: float) -> None:
+    """What tune read, and a warning when the held-out share is too small to measure anything."""
+    say(f"data: {data}: {train + val:,} {what}: {train:,} train / {val:,} validation (val_fraction={fraction})")
+    if val < VAL_WARN:
+        say(
+            f"warning: {data}: only {val} validation {what}: held-out figures under {VAL_WARN} items are noisy; "
+            f"add data or raise val_fraction (--set val_fraction=...)"
+        )
 
 
 def _write_card(

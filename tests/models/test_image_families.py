@@ -147,21 +147,27 @@ def test_pixelcnn_has_no_blind_spot_and_never_sees_the_future():
     assert grad[i - 1, j + 2] > 0 and grad[i - 2, j + 3] > 0  # above and to the right: where PixelCNN was blind
 
 
-def test_pixelcnn_row_by_row_sampling_logits_equal_the_full_forward():
-    """The sampler's per-row computation (vertical stack once per row, horizontal stack on the row alone)
-    gives the logits of the full forward pass at every pixel."""
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pixelcnn_pixel_by_pixel_logits_equal_the_full_forward(channels):
+    """The sampler's incremental computation (each layer at the new pixel only, from its kept inputs) gives
+    the logits of the full forward pass at every pixel, when the pixels are filled from a known image."""
     torch.manual_seed(0)
-    model = PixelCNN(PixelCNNConfig(channels=1, image_size=7, num_classes=10, hidden=8, layers=2, kernel_size=5))
+    cfg = PixelCNNConfig(channels=channels, image_size=7, num_classes=10, hidden=8, layers=2, kernel_size=5)
+    model = PixelCNN(cfg)
     for p in model.parameters():
         p.data += 0.1 * torch.randn_like(p)
-    x = torch.randint(0, 256, (3, 1, 7, 7)).float() / 127.5 - 1
+    target = torch.randint(0, 256, (3, channels, 7, 7)).float() / 127.5 - 1
     y = torch.tensor([1, 4, 9])
+    seen = torch.zeros(3, 256, channels, 7, 7)
+
+    def fill(i: int, j: int, logits: torch.Tensor) -> None:
+        seen[:, :, :, i, j] = logits
+        x[:, :, i, j] = target[:, :, i, j]
+
+    x = torch.zeros_like(target)
     with torch.no_grad():
-        full = model(x, y)  # (3, 256, 1, 7, 7)
-        for i in range(7):
-            from_v = model._vertical_contributions(x[:, :, : i + 1], y)
-            row = model._row_logits(x[:, :, i : i + 1], from_v, y)
-            torch.testing.assert_close(row, full[:, :, :, i : i + 1], atol=1e-5, rtol=1e-5)
+        model.raster_logits(x, y, fill)
+        torch.testing.assert_close(seen, model(target, y), atol=1e-5, rtol=1e-5)
 
 
 def test_pixelcnn_bits_per_dim_is_exact_log_likelihood(digits):

@@ -8,7 +8,7 @@ from ..docs_runner import blocks, run_commands, run_python
 
 
 def test_fine_tuning_doc_runs(tmp_path: Path):
-    prepare, api = blocks("fine-tuning.md", "python")
+    prepare, api, peft = blocks("fine-tuning.md", "python")
     run_python(prepare, tmp_path)
     outputs = run_commands("fine-tuning.md", tmp_path)
     assert "val_response_loss" in outputs[1] and "val_pair_accuracy" in outputs[2]
@@ -17,3 +17,4 @@ def test_fine_tuning_doc_runs(tmp_path: Path):
     assert outputs[6].startswith("<|user|>Translate to French: Thank you.")
     out = run_python(api, tmp_path)
     assert "after_val_score" in out and out.strip().endswith("True")
+    assert run_python(peft, tmp_path).split() == ["True", "True"]  # peft and genloom agree, both ways

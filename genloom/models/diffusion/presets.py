@@ -41,4 +41,34 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "max_time": 1800.0,
         },
     },
+    # A few hundred images of one's own (a folder, class subfolders optional), resized to 32x32: samples
+    # worth looking at within its 8-minute budget on 2 CPU cores (bench/images_small.py measures it). The
+    # mnist-cpu recipe scaled down: a narrower U-Net at full resolution, smaller batches and a faster EMA
+    # for the few thousand steps there is time for. Class subfolders make it class-conditional; a flat
+    # folder needs --set model.conditional=false.
+    "images-small": {
+        "model": {
+            "unet_channels": 48,
+            "schedule": "cosine",
+            "prediction": "v_prediction",
+            "min_snr_gamma": 5.0,
+            "cond_drop_prob": 0.1,
+            "ema_decay": 0.995,
+            "sample_steps": 50,
+            "guidance_scale": 1.5,
+        },
+        "data": {"image_size": 32},
+        "train": {
+            "max_iters": 20000,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "min_lr": 1e-4,
+            "warmup_iters": 100,
+            "weight_decay": 0.0,
+            "eval_interval": 500,
+            "eval_iters": 2,
+            "dtype": "bfloat16",
+            "max_time": 480.0,
+        },
+    },
 }

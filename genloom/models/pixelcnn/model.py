@@ -9,12 +9,13 @@ rows above and a horizontal stack the pixels to the left (genloom/nn/masked_conv
     h = h + W_1x1 (tanh(Wh_f * h + V_f v + c_f) ⊙ sigmoid(Wh_g * h + V_g v + c_g))
 
 The likelihood is exact: -log2 p(x) / D bits per dimension, the training loss. Sampling fills one
-pixel at a time (H * W network evaluations).
+pixel at a time, computing each layer at the new pixel only (`raster_logits`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -75,8 +76,16 @@ class GatedLayer(nn.Module):
 
     def horizontal(self, h: torch.Tensor, from_v: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The horizontal stack's output from its input h and the vertical stack's contribution
-        from_v = v_to_h(v_pre) at the same pixels (a 1x1 convolution: any rows may be passed alone)."""
-        h_pre = self.h_conv(h) + from_v
+        from_v = v_to_h(v_pre) at the same pixels."""
+        return self._horizontal_out(self.h_conv(h) + from_v, h, labels)
+
+    def horizontal_at(
+        self, row: torch.Tensor, from_v: torch.Tensor, labels: torch.Tensor | None, j: int
+    ) -> torch.Tensor:
+        """`horizontal` at pixel j of a row (B, in, 1, W) alone: (B, hidden, 1, 1); from_v at that pixel."""
+        return self._horizontal_out(self.h_conv.at(row, j) + from_v, row[:, :, :, j : j + 1], labels)
+
+    def _horizontal_out(self, h_pre: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         bias = self._bias(labels)
         if bias is not None:
             h_pre = h_pre + bias
@@ -134,38 +143,49 @@ class PixelCNN(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n images (n, C, S, S) in [-1, 1], one pixel at a time in raster order.
-
-        Row by row: the vertical stack at row i sees only rows < i, so it runs once per row (over rows
-        <= i) and its contribution to row i is kept; then each pixel of row i needs only the horizontal
-        stack on that one row. S passes of the vertical stack and S * S one-row passes of the horizontal
-        one, instead of S * S passes of the whole network over the rows so far (~15x fewer operations at
-        28 x 28; the logits are those of `forward`, tests/models/test_image_families.py)."""
+        """n images (n, C, S, S) in [-1, 1], one pixel at a time in raster order (`raster_logits`)."""
         cfg = self.config
-        labels = labels if cfg.conditional else None
         x = torch.zeros(n, cfg.channels, cfg.image_size, cfg.image_size)
-        for i in range(cfg.image_size):
-            from_v = self._vertical_contributions(x[:, :, : i + 1], labels)
-            for j in range(cfg.image_size):
-                logits = self._row_logits(x[:, :, i : i + 1], from_v, labels)[:, :, :, 0, j]  # (n, 256, C)
-                probs = (logits.float() / temperature).softmax(dim=1).transpose(1, 2).reshape(-1, LEVELS)
-                level = torch.multinomial(probs, 1, generator=generator).view(n, cfg.channels)
-                x[:, :, i, j] = level.float() / 127.5 - 1
+
+        def draw(i: int, j: int, logits: torch.Tensor) -> None:
+            probs = (logits.float() / temperature).softmax(dim=1).transpose(1, 2).reshape(-1, LEVELS)
+            level = torch.multinomial(probs, 1, generator=generator).view(n, cfg.channels)
+            x[:, :, i, j] = level.float() / 127.5 - 1
+
+        self.raster_logits(x, labels, draw)
         return x
 
-    def _vertical_contributions(self, rows: torch.Tensor, labels: torch.Tensor | None) -> list[torch.Tensor]:
-        """v_to_h(v_pre) of every layer at the last of `rows` (B, C, i + 1, W): (B, 2 hidden, 1, W) each."""
-        contributions = []
-        v = rows
-        for layer in [self.first, *self.layers]:
-            v_pre = layer.v_conv(v)  # (B, 2 hidden, i + 1, W)
-            contributions.append(layer.v_to_h(v_pre[:, :, -1:]))
-            v = layer.vertical_out(v_pre, labels)
-        return contributions
+    @torch.no_grad()
+    def raster_logits(
+        self, x: torch.Tensor, labels: torch.Tensor | None, fill: Callable[[int, int, torch.Tensor], None]
+    ) -> None:
+        """Walk the pixels of x (n, C, S, S) in raster order, calling `fill(i, j, logits (n, 256, C))` to
+        set pixel (i, j) before moving on; the logits are those of `forward` on the image so far.
 
-    def _row_logits(self, row: torch.Tensor, from_v: list[torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
-        """Logits (B, 256, C, 1, W) of one row (B, C, 1, W) given its vertical contributions."""
-        h = row
-        for layer, contribution in zip([self.first, *self.layers], from_v, strict=True):
-            h = layer.horizontal(h, contribution, labels)
-        return self._logits(h)
+        Each layer's output at a pixel depends only on its input above (vertical stack) or to the left
+        (horizontal stack), so once computed it never changes as later pixels are filled (Ramachandran et
+        al. 2017, "Fast Generation for Convolutional Autoregressive Models"). Every layer's input is kept
+        as it fills: at row i, each vertical layer computes row i alone from the rows above in its input;
+        at pixel j, each horizontal layer computes pixel j alone from the pixels to its left, and the
+        output layers run on that pixel only. That is S * S one-pixel passes and S one-row passes, instead
+        of S * S passes of the whole network over the image so far (~1/3 S^2 times the work at side S;
+        tests/models/test_image_families.py checks the logits against `forward`)."""
+        cfg = self.config
+        labels = labels if cfg.conditional else None
+        n, S = x.shape[0], cfg.image_size
+        layers = [self.first, *self.layers]
+        v_in = [x] + [x.new_zeros(n, cfg.hidden, S, S) for _ in layers[1:]]  # each layer's vertical input
+        for i in range(S):
+            from_v = []  # v_to_h(v_pre) at row i, per layer: (n, 2 hidden, 1, S)
+            for k, layer in enumerate(layers):
+                v_pre = layer.v_conv.row(v_in[k], i)
+                from_v.append(layer.v_to_h(v_pre))
+                if k + 1 < len(layers):
+                    v_in[k + 1][:, :, i : i + 1] = layer.vertical_out(v_pre, labels)
+            h_in = [x[:, :, i : i + 1]] + [x.new_zeros(n, cfg.hidden, 1, S) for _ in layers[1:]]
+            for j in range(S):
+                for k, layer in enumerate(layers):
+                    h = layer.horizontal_at(h_in[k], from_v[k][:, :, :, j : j + 1], labels, j)
+                    if k + 1 < len(layers):
+                        h_in[k + 1][:, :, :, j : j + 1] = h
+                fill(i, j, self._logits(h)[:, :, :, 0, 0])
