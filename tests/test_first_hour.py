@@ -116,6 +116,8 @@ def test_chat_lora_and_the_cards_snippet(home):
         "lora.r=2",
     )
     assert "done: lora, step 4" in tuned.stdout
+    assert re.search(r"data: mine\.jsonl: 40 examples: \d+ train / \d+ validation", tuned.stdout)
+    assert "warning: mine.jsonl: only" in tuned.stdout  # 5% of 40 examples is too few to measure
     card = (home / "runs/code/card.md").read_text()
     assert card.splitlines()[2] == "## Use this model"  # first thing after the title
     (snippet,) = re.findall(r"```python\n(.*?)```", card, re.S)
@@ -148,6 +150,12 @@ def test_diffusion_on_my_own_coloured_pngs(home):
         "data.color=grayscale",
     )
     assert "warning: shapes: colour images are being made grey" in grey.stderr
+    small = genloom(
+        home,
+        *("train", "diffusion", "--data", "shapes", "--preset", "images-small", "--out", "runs/small", "--no-progress"),
+        *("--set", "train.max_iters=2", "--set", "model.sample_steps=2"),
+    )
+    assert "32x32 colour (3 channel(s)), 2 classes (circle, square)" in small.stderr  # resized for the preset
 
 
 def test_the_server_answers_the_openai_client(home):
