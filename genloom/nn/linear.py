@@ -13,6 +13,12 @@ which a real GEMM's blocking should win, so `STREAM_MAX_ROWS` = 32. For weights 
 BLAS call is as fast and cheaper to dispatch, so the model turns streaming on only when it is large
 (`GPT.new_cache`), and only for no-gradient calls.
 
+Which one wins depends on the CPU and the matrix shape, so the model asks `streaming_pays` for each
+shape of its weights, which times both products once per process over every weight of that shape in
+turn, as a decode step reads them (so they come from memory, not the cache). On the Intel Xeon of
+bench/RESULTS.md, BLAS led on SmolLM2-135M's 576-wide blocks (13.0 vs 10.8 tokens/s at 1 thread with
+every matrix streamed) while streaming led on its 49152 × 576 output projection.
+
 The kernel is compiled on first use (a few seconds; inductor keeps it in its on-disk cache). Where no
 C++ compiler is available, the first failure is reported once as a warning and `F.linear` is used from
 then on.
@@ -20,7 +26,10 @@ then on.
 
 from __future__ import annotations
 
+import statistics
+import time
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +80,45 @@ def streaming_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         else:
             return y.view(*x.shape[:-1], weight.shape[0])
     return F.linear(x, weight, bias)
+
+
+_pays: dict[tuple[object, ...], bool] = {}  # (out, in, dtype, count, threads) → streaming won
+PAYS_MARGIN = 0.9  # streaming must take under this share of BLAS's time to be chosen
+
+
+def streaming_pays(weights: list[torch.Tensor]) -> bool:
+    """Whether one-row products with `weights` (all of one shape and dtype, in the order a decode step
+    uses them) run faster through `streaming_linear` than through F.linear here: measured once per
+    shape, dtype, count and thread count in this process (a fraction of a second)."""
+    w0 = weights[0]
+    key = (*w0.shape, w0.dtype, len(weights), torch.get_num_threads())
+    if key not in _pays:
+        _pays[key] = _measure_streaming(weights)
+    return _pays[key]
+
+
+def _measure_streaming(weights: list[torch.Tensor]) -> bool:
+    ws = [w.detach() for w in weights]
+    x = torch.randn(1, ws[0].shape[1], dtype=ws[0].dtype, device=ws[0].device)
+
+    def seconds(product: Callable[[torch.Tensor, torch.Tensor], object]) -> float:
+        t0 = time.perf_counter()
+        for w in ws:
+            product(x, w)
+        return time.perf_counter() - t0
+
+    def stream(a: torch.Tensor, w: torch.Tensor) -> object:
+        return streaming_linear(a, w, None)
+
+    with torch.no_grad():
+        seconds(stream), seconds(F.linear)  # warm-up: compiles the kernel on first use
+        if _broken:
+            return False
+        streamed, blas = [], []
+        for _ in range(3):  # alternating, so that a burst of load hits both
+            streamed.append(seconds(stream))
+            blas.append(seconds(F.linear))
+    return statistics.median(streamed) < PAYS_MARGIN * statistics.median(blas)
 
 
 def stream_rows(dtype: torch.dtype) -> int:

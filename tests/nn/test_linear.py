@@ -66,6 +66,7 @@ def test_large_model_decodes_the_same_tokens_with_streaming(monkeypatch: pytest.
     assert not any(m.stream for m in model.modules() if isinstance(m, L.Linear))
 
     monkeypatch.setattr(gpt_model, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(gpt_model, "streaming_pays", lambda weights: True)  # whatever this machine measures
     monkeypatch.setattr(gpt_model, "HEAD_TRANSPOSE_MIN", 0)  # the head would otherwise use a (C, V) copy
     calls = _counting(monkeypatch)
     streamed = complete(model, prompts[:1], cfg, lambda t: "")[0]
@@ -117,3 +118,29 @@ def test_one_compiled_kernel_serves_every_layer_shape():
 def test_the_kernel_run_eagerly_is_blas_not_a_materialized_product():
     w, x = torch.randn(7, 5), torch.randn(3, 5)
     torch.testing.assert_close(L._rowdot(x, w), F.linear(x, w))
+
+
+def test_streaming_is_chosen_per_shape_by_measuring_once(monkeypatch: pytest.MonkeyPatch):
+    """A large model asks, for each shape of its weights, whether streaming beats BLAS here (measured once per
+    shape in the process) and streams exactly the shapes where it does."""
+    measured: list[tuple[int, ...]] = []
+
+    def measure(weights: list[torch.Tensor]) -> bool:
+        measured.append(tuple(weights[0].shape))
+        return weights[0].shape[0] == 300  # pretend only the (V, C) output projection gains
+
+    monkeypatch.setattr(L, "_measure_streaming", measure)
+    monkeypatch.setattr(L, "_pays", {})
+    monkeypatch.setattr(gpt_model, "STREAM_MIN_BYTES", 0)
+    model = GPT(GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=4, n_embd=64)).eval()
+    model.new_cache(1)
+    model.new_cache(1)  # decided again from the cache of measurements: nothing measured twice
+    assert sorted(measured) == sorted({tuple(m.weight.shape) for m in model.modules() if isinstance(m, L.Linear)})
+    streaming = {name for name, m in model.named_modules() if isinstance(m, L.Linear) and m.stream}
+    assert streaming == {"lm_head"}
+
+
+def test_streaming_pays_returns_a_cached_measurement():
+    weights = [torch.randn(64, 32) for _ in range(3)]
+    first = L.streaming_pays(weights)
+    assert isinstance(first, bool) and L.streaming_pays(weights) is first

@@ -36,7 +36,7 @@ from genloom.nn import (
     make_norm,
     rope_cache,
 )
-from genloom.nn.linear import stream_rows
+from genloom.nn.linear import stream_rows, streaming_pays
 from genloom.nn.positional import RopeKind, RopeScaling
 
 HEAD_TRANSPOSE_MIN = 2**20  # decode with a transposed copy of output projections at least this large
@@ -242,15 +242,22 @@ class GPT(nn.Module):
         return KVCache(cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, max_len, hs, w.dtype, w.device)
 
     def _set_streaming(self) -> bool:
-        """Turn the streaming matrix-vector product of every `Linear` on when a one-token step is bound by
-        reading the weights from memory: a CPU model of at least STREAM_MIN_BYTES. Decided afresh with
-        each new cache, since weights can change dtype, device or size between generations."""
+        """Turn the streaming matrix-vector product of a `Linear` on when a one-token step is bound by
+        reading the weights from memory (a CPU model of at least STREAM_MIN_BYTES) and, for the weights
+        of its shape, it beats BLAS on this machine (`streaming_pays`). Decided afresh with each new
+        cache, since weights can change dtype, device or size between generations."""
         w = self.wte.weight
         nbytes = sum(p.numel() * p.element_size() for p in self.parameters())
         on = w.device.type == "cpu" and w.dtype in (torch.float32, torch.bfloat16) and nbytes >= STREAM_MIN_BYTES
+        by_shape: dict[tuple[object, ...], list[Linear]] = {}
         for m in self.modules():
             if isinstance(m, Linear):
-                m.stream = on
+                m.stream = False
+                by_shape.setdefault((*m.weight.shape, m.weight.dtype), []).append(m)
+        for group in by_shape.values() if on else ():
+            pays = streaming_pays([m.weight for m in group])
+            for m in group:
+                m.stream = pays
         return on
 
     def _streams_head(self, batch: int) -> bool:
