@@ -108,9 +108,9 @@ class MaskedLanguageModel:
             return [self.tokenizer.cls_id, *self.tokenizer.encode(text)[: limit - 2], self.tokenizer.sep_id]
         return self._truncating.encode(text, add_special_tokens=True).ids
 
-    def _batch(self, texts: Sequence[str], truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """`[CLS] text [SEP]` for each text, right-padded: ids and attention mask, each (B, T)."""
-        tok, limit = self.tokenizer, self.model.config.block_size
+    def _rows(self, texts: Sequence[str], truncate: bool) -> list[list[int]]:
+        """`[CLS] text [SEP]` ids of each text; a text over the context is a `UserError`."""
+        limit = self.model.config.block_size
         rows = [self._framed(text, truncate) for text in texts]
         for text, row in zip(texts, rows, strict=True):
             if len(row) > limit:
@@ -118,13 +118,21 @@ class MaskedLanguageModel:
                     f"text of {len(row)} tokens ([CLS] and [SEP] included) is longer than the model's context "
                     f"of {limit} (block_size): {text[:40]!r}..."
                 )
+        return rows
+
+    def _pad(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and attention mask, each (B, T)."""
         T = max(len(row) for row in rows)
-        ids = torch.full((len(rows), T), tok.pad_id, dtype=torch.long)
+        ids = torch.full((len(rows), T), self.tokenizer.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), T), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = 1
         return ids, mask
+
+    def _batch(self, texts: Sequence[str], truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[CLS] text [SEP]` for each text, right-padded: ids and attention mask, each (B, T)."""
+        return self._pad(self._rows(texts, truncate))
 
     @torch.no_grad()
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
@@ -149,15 +157,32 @@ class MaskedLanguageModel:
         ]
 
     @torch.no_grad()
-    def embed(self, texts: str | Sequence[str]) -> torch.Tensor:
+    def embed(
+        self, texts: str | Sequence[str], batch_size: int = EMBED_BATCH, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         """Sentence embeddings (N, n_embd): last hidden states pooled as `self.pooling` says (by default the
-        mean over each text's non-pad tokens)."""
+        mean over each text's non-pad tokens).
+
+        Texts are encoded in order of length, so a batch holds texts of nearly one length and padding costs
+        almost nothing; a batch without padding runs without an attention mask (SDPA's fastest path).
+        `dtype=torch.bfloat16` runs the encoder under bf16 autocast (pooling stays fp32): about twice as
+        fast on CPUs with bf16 matrix units, at cosine ≥ 0.999 to fp32 on all-MiniLM-L6-v2 (tests)."""
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             raise UserError("embed: give at least one text")
-        out = []
-        for start in range(0, len(texts), EMBED_BATCH):
-            ids, mask = self._batch(texts[start : start + EMBED_BATCH], truncate=True)
-            out.append(self.pooling(self.model.encode(ids, mask), mask))
-        return torch.cat(out)
+        if batch_size <= 0:
+            raise UserError(f"batch_size must be a positive integer, got {batch_size}")
+        rows = self._rows(texts, truncate=True)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        out = torch.empty(len(rows), self.model.config.n_embd)
+        device = next(self.model.parameters()).device
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            ids, mask = self._pad([rows[i] for i in chosen])
+            ids, mask = ids.to(device), mask.to(device)
+            full = bool(mask.all())  # all of one length: no mask needed
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                h = self.model.encode(ids, None if full else mask)
+            out[chosen] = self.pooling(h.float(), mask).cpu()
+        return out
