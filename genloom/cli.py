@@ -277,10 +277,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_value(item: str, flag: str) -> tuple[str, str]:
+    """NAME=VALUE of a repeated flag."""
+    from genloom.errors import UserError
+
+    name, sep, value = item.partition("=")
+    if not sep or not name or not value:
+        raise UserError(f"{flag} {item!r}: expected NAME=VALUE")
+    return name, value
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from genloom.serve import serve
 
     max_batch = 1 if args.no_batching else args.max_batch
+    indexes = dict(_name_value(item, "--index") for item in args.index)
+    keys: dict[str, list[str]] = {}
+    for item in args.index_key:
+        name, key = _name_value(item, "--index-key")
+        keys.setdefault(name, []).append(key)
     serve(
         args.runs,
         args.host,
@@ -289,6 +304,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch,
         args.max_queue,
         log=lambda line: print(line, flush=True),
+        indexes=indexes,
+        index_keys=keys,
     )
     return 0
 
@@ -366,7 +383,15 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     import genloom as gl
 
     index = gl.Index(args.index, embedder=args.embedder)
-    answer = index.ask(args.question, k=args.k, model=args.model, strict=args.strict, api_key=args.model_key)
+    answer = index.ask(
+        args.question,
+        k=args.k,
+        model=args.model,
+        strict=args.strict,
+        api_key=args.model_key,
+        model_name=args.model_name,
+        max_new_tokens=args.max_new_tokens,
+    )
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
         return 0
@@ -485,13 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_translate, max_new_tokens=None)
 
     p = sub.add_parser("serve", help="OpenAI-compatible HTTP API and web playground for text and image runs")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories; each one's model id is its directory name")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories; each one's model id is its directory name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/ routes")
     p.add_argument("--max-batch", type=int, default=16, help="requests decoded together per model")
     p.add_argument("--max-queue", type=int, default=64, help="waiting requests before answering 429")
     p.add_argument("--no-batching", action="store_true", help="decode one request at a time (a baseline)")
+    p.add_argument("--index", action="append", default=[], metavar="NAME=DIR", help="serve a document index")
+    p.add_argument("--index-key", action="append", default=[], metavar="NAME=KEY", help="bind index NAME to KEY")
     p.set_defaults(handler=_cmd_serve)
 
     p = sub.add_parser("tune", help="fine-tune a run: sft, lora, reward, ppo, dpo (docs/fine-tuning.md)")
@@ -553,8 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", help="the question")
     p.add_argument("--model", default=None, help="run, GGUF/HF model or http://host:port/v1 (default: extractive)")
     p.add_argument("--model-key", default=None, help="API key of the --model endpoint")
+    p.add_argument("--model-name", default=None, help="model id at the --model endpoint (default: its first)")
     p.add_argument("--k", type=int, default=5, help="chunks to retrieve")
     p.add_argument("--strict", action="store_true", help="drop sentences the sources do not support")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="longest generated answer (with --model)")
     p.add_argument("--json", action="store_true", help="the whole answer as JSON")
     p.add_argument("--embedder", default=None, help="the model the index was built with (default: the recorded one)")
     p.set_defaults(handler=_cmd_ask)

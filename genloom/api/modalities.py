@@ -37,7 +37,6 @@ MODALITIES: dict[str, Modality] = {
         noun="masked LM (a bert run or a Hugging Face BERT directory)",
         commands=frozenset({"fill-mask", "embed"}),
         kind="text",
-        refuse_serving="a masked language model (bert) has no completion endpoint to serve",
         directions={"val_masked_loss": "lower", "val_masked_accuracy": "higher"},
         headline="val_masked_loss",
     ),

@@ -233,12 +233,14 @@ def endpoint_generator(url: str, model: str | None, max_new_tokens: int, api_key
     return generate
 
 
-def generator_for(model: Any, max_new_tokens: int = 200, api_key: str | None = None) -> Generator:
+def generator_for(
+    model: Any, max_new_tokens: int = 200, api_key: str | None = None, model_name: str | None = None
+) -> Generator:
     """A generator from what `--model` names: a URL, a path (run, GGUF, HF directory) or a loaded model."""
     if callable(model) and not hasattr(model, "chat"):
         return model  # type: ignore[no-any-return]
     if isinstance(model, str) and re.match(r"^https?://", model):
-        return endpoint_generator(model, None, max_new_tokens, api_key)
+        return endpoint_generator(model, model_name, max_new_tokens, api_key)
     if isinstance(model, str) and "://" in model:
         raise UserError(f"--model {model}: only http:// and https:// endpoints are supported")
     if hasattr(model, "chat"):
@@ -263,6 +265,7 @@ def answer(
     max_new_tokens: int = 200,
     retrieve: bool = True,
     api_key: str | None = None,
+    model_name: str | None = None,
 ) -> Answer:
     """Answer `question` from `index` with [n] citations.
 
@@ -272,13 +275,13 @@ def answer(
     the best sentence must cover the question for an answer at all; `support_threshold`: share of a
     generated sentence's content terms its sources must hold; `strict`: drop flagged sentences.
     `retrieve=False` asks the model without sources (a baseline: its sentences are checked against
-    what retrieval would have given)."""
+    what retrieval would have given). `api_key` and `model_name`: for an endpoint (default: its first model)."""
     if not question.strip():
         raise UserError("question: empty; ask something")
     if k <= 0 or max_sentences <= 0:
         raise UserError(f"k and max_sentences must be positive, got k={k}, max_sentences={max_sentences}")
     hits = index.search(question, k=k)
-    generate = generator_for(model, max_new_tokens, api_key) if model is not None else None
+    generate = generator_for(model, max_new_tokens, api_key, model_name) if model is not None else None
     candidates = _candidates(index, question, hits)
     best = sorted((c for c in candidates if c[0] >= min_relevance), key=lambda c: -c[0])
     if not best:

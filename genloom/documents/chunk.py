@@ -1,6 +1,6 @@
 """Structure-aware chunking: a document's blocks → chunks of at most `max_tokens` words with overlap.
 
-A chunk never crosses a heading (a section is the blocks under one heading path). Within a section,
+A chunk never crosses a heading (a section is the blocks under one heading path) nor a PDF page. Within a section,
 whole paragraphs are packed while they fit; a paragraph over the budget is cut at sentence ends, and a
 sentence over the budget at word boundaries. A new chunk starts with the last sentences of the previous
 one, up to `overlap` words, so a fact cut at a boundary is whole in one of the two. Every chunk's text
@@ -129,9 +129,12 @@ def _emit(units: list[_Unit], blocks: list[Block], doc: Document, path: str) -> 
 
 def chunk_document(doc: Document, path: str, max_tokens: int, overlap: int) -> list[Chunk]:
     """The chunks of one document, in reading order."""
+    def section(block: Block) -> tuple[tuple[str, ...], int]:
+        return block.heading, block.start if block.unit == "page" else 0  # a PDF chunk keeps to one page
+
     sections: list[list[int]] = []
     for i, block in enumerate(doc.blocks):
-        if sections and doc.blocks[sections[-1][-1]].heading == block.heading:
+        if sections and section(doc.blocks[sections[-1][-1]]) == section(block):
             sections[-1].append(i)
         else:
             sections.append([i])
