@@ -179,7 +179,9 @@ def generative(
         if len(valid) < len(set(marks)):
             ok, reason = False, f"cites a source that does not exist ({sorted(set(marks) - set(valid))})"
         checked.append(Sentence(text, valid, coverage, ok, reason))
-        marked = text + "".join(f" [{n}]" for n in valid)
+        marks_text = "".join(f" [{n}]" for n in valid)
+        end = len(text.rstrip(".!?")) if text.rstrip(".!?") else len(text)
+        marked = text[:end] + marks_text + text[end:]  # "... days [1]."
         (kept if ok or not strict else removed).append(marked)
     text = " ".join(kept) if kept else NOT_FOUND
     return Answer(question, text, "generative", bool(kept), citations, checked, removed)
