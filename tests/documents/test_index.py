@@ -33,9 +33,9 @@ def scores(index: gl.Index, mode: str) -> dict[tuple[str, str], float]:
     return out
 
 
-def assert_same(a: dict, b: dict) -> None:
+def assert_same(a: dict, b: dict, tolerance: float = 1e-9) -> None:
     assert a.keys() == b.keys()
-    assert max((abs(a[k] - b[k]) for k in a), default=0.0) <= 1e-9
+    assert max((abs(a[k] - b[k]) for k in a), default=0.0) <= tolerance
 
 
 text = st.lists(st.sampled_from(WORDS), min_size=1, max_size=30).map(" ".join)
@@ -67,6 +67,7 @@ def test_incremental_updates_score_as_a_fresh_build(operations: list, tmp_path_f
 def test_dense_updates_embed_only_new_chunks_and_equal_a_rebuild(docs: Path, tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     first = gl.Index.build(docs, tmp_path / "live", embedder=embedder)
     assert first.last_update.embedded == len(first) > 0
+    cached = {h: v for h, v in zip(first.hashes, first.vectors, strict=True)}
     again = gl.Index.build(docs, tmp_path / "live")
     assert again.last_update.embedded == 0 and again.last_update.unchanged == 6
 
@@ -77,11 +78,15 @@ def test_dense_updates_embed_only_new_chunks_and_equal_a_rebuild(docs: Path, tmp
     report = updated.last_update
     assert (report.added, report.changed, report.removed) == (["new.md"], ["notes.txt"], ["facts.jsonl"])
     assert report.embedded == 2  # the edited file's one chunk and the new file's; nothing else
+    kept = [(h, v) for h, v in zip(updated.hashes, updated.vectors, strict=True) if h in cached]
+    assert len(kept) == len(updated) - 2 and all(np.array_equal(v, cached[h]) for h, v in kept)  # bit for bit
     rebuilt = gl.Index.build(docs, tmp_path / "fresh", embedder=embedder)
-    assert_same(scores(updated, "dense"), scores(rebuilt, "dense"))
     assert_same(scores(updated, "bm25"), scores(rebuilt, "bm25"))
-    hybrid = [(h.chunk.hash, round(h.score, 12)) for h in updated.search("when does the office open", k=5)]
-    assert hybrid == [(h.chunk.hash, round(h.score, 12)) for h in rebuilt.search("when does the office open", k=5)]
+    # a vector depends on the batch it was encoded in by float rounding (bf16: ~1e-4 in cosine), so dense
+    # scores of an update equal a rebuild's to that, not to 1e-9 (docs/documents.md)
+    assert_same(scores(updated, "dense"), scores(rebuilt, "dense"), tolerance=2e-3)
+    top = updated.search("when does the office open", k=1)[0].chunk
+    assert top == rebuilt.search("when does the office open", k=1)[0].chunk and top.path == "notes.txt"
 
 
 def test_a_crash_before_the_commit_leaves_the_old_index(docs: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -103,7 +108,7 @@ def test_a_crash_before_the_commit_leaves_the_old_index(docs: Path, tmp_path: Pa
     assert [c.text for c in gl.Index(out).chunks] == before
     assert gl.Index.build(docs, out).last_update.changed == ["notes.txt"]  # the next run completes the update
     assert any("submarines" in c.text for c in gl.Index(out).chunks)
-    generations = {p.name.split("-")[1] for p in out.iterdir() if p.name.startswith(store.DATA_PREFIXES)}
+    generations = {p.name.split("-")[1].split(".")[0] for p in out.iterdir() if p.name.startswith(store.DATA_PREFIXES)}
     assert len(generations) == 1  # the orphaned files of the crashed update are gone
 
 
