@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,16 +114,12 @@ def _scan(docs: Path, skip: Path | None) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(docs).as_posix())
 
 
-def _term_rows(texts: Sequence[str], vocab: dict[str, int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _term_rows(texts: list[str], vocab: dict[str, int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Each text's (term ids, counts, length) under `vocab`, which grows with new terms."""
-    rows = []
-    terms_of = analyzer().terms
-    for text in texts:
-        counts = Counter(terms_of(text))
-        ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in counts), dtype=np.int32, count=len(counts))
-        tfs = np.fromiter(counts.values(), dtype=np.int32, count=len(counts))
-        rows.append((ids, tfs, int(tfs.sum())))
-    return rows
+    indptr, ids, counts, lengths = analyzer().count_terms(texts, vocab)
+    return [
+        (ids[indptr[i] : indptr[i + 1]], counts[indptr[i] : indptr[i + 1]], int(lengths[i])) for i in range(len(texts))
+    ]
 
 
 class Index:
@@ -268,15 +263,16 @@ class Index:
         vocab: dict[str, int] = {}
         rows: list[tuple[np.ndarray, np.ndarray, int]] = []
         old_terms = np.array(previous.terms, dtype=object) if previous is not None else None
-        for chunk, r in zip(chunks, kept_rows, strict=True):
+        fresh = iter(_term_rows([c.indexed_text for c, r in zip(chunks, kept_rows, strict=True) if r is None], vocab))
+        for r in kept_rows:
             if r is None:
-                rows.append(_term_rows([chunk.indexed_text], vocab)[0])
+                rows.append(next(fresh))
                 continue
             assert previous is not None and old_terms is not None
             ids, tfs, length = previous._row(r)
             new_ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in old_terms[ids]), np.int32, len(ids))
             rows.append((new_ids, tfs, length))
-        # the vocabulary holds the terms in use, in first-use order: the same for any update history
+        # the vocabulary: the terms in use (an update's vocabulary is rebuilt, so no dead terms stay)
         terms = list(vocab)
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(ids) for ids, _, _ in rows])

@@ -1,8 +1,8 @@
 """Words, sentences and the BM25 analyzer: the text processing shared by chunking, search and answers.
 
-The analyzer is Lucene's English one in spirit: lower-cased words of two or more letters or digits,
-English stop words dropped (scikit-learn's list), the rest stemmed by Snowball's English stemmer
-(PyStemmer, the C implementation). Stems are cached per word: a corpus repeats its words, and the cache
+The analyzer is Lucene's English one in spirit: lower-cased words (letters and digits, single characters
+kept), Lucene's English stop words dropped, the rest stemmed by Snowball's English stemmer (PyStemmer, the
+C implementation). Each distinct query term counts once. Stems are cached per word: a corpus repeats its words, and the cache
 makes analysis cost one dictionary lookup per token.
 """
 
@@ -11,18 +11,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from functools import cache
+from itertools import chain
 
-WORD = re.compile(r"\w\w+")
+import numpy as np
+
+WORD = re.compile(r"\w+")  # single characters too, as Lucene's StandardTokenizer: "5", "β", "T" cells
 # a sentence ends at . ! ? (and closing quotes/brackets) followed by space and a capital, digit or quote
 SENTENCE_END = re.compile(r"(?<=[.!?])([\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9])")
-COUNT = re.compile(r"\S+")
 
 
-@cache
-def _stop_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
+# Lucene's English stop set (EnglishAnalyzer's default): short, so that words such as "not", "no" and "less",
+# which carry meaning in a question, stay searchable
+STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
+    "they this to was will with".split()
+)
 
 
 class Analyzer:
@@ -32,7 +35,7 @@ class Analyzer:
         import Stemmer
 
         self._stemmer = Stemmer.Stemmer("english")
-        self._stop = _stop_words()
+        self._stop = STOP_WORDS
         self._stems: dict[str, str] = {}
 
     def terms(self, text: str) -> list[str]:
@@ -47,6 +50,38 @@ class Analyzer:
                 out.append(stem)
         return out
 
+    def _stem_all(self, words: set[str]) -> None:
+        """Fill the stem cache for `words` with one call into the C stemmer."""
+        new = [w for w in words if w not in self._stems]
+        for word, stem in zip(new, self._stemmer.stemWords(new), strict=True):
+            self._stems[word] = "" if word in self._stop else stem
+
+    def count_terms(
+        self, texts: list[str], vocab: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Term counts of many texts at once, as CSR: (indptr, term ids, counts, lengths in terms).
+
+        `vocab` (stem → id) grows with the new terms. Vectorized: one regex pass per text, one dictionary
+        lookup per token done in C (`map`), and the (text, term) pairs counted by `np.unique`."""
+        words = [WORD.findall(text.lower()) for text in texts]
+        flat = list(chain.from_iterable(words))
+        unique = set(flat)
+        self._stem_all(unique)
+        term_of = {}
+        for word in unique:
+            stem = self._stems[word]
+            term_of[word] = vocab.setdefault(stem, len(vocab)) if stem else -1
+        ids = np.fromiter(map(term_of.__getitem__, flat), dtype=np.int64, count=len(flat))
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), [len(w) for w in words])
+        keep = ids >= 0
+        ids, rows = ids[keep], rows[keep]
+        width = max(len(vocab), 1)
+        pairs, counts = np.unique(rows * width + ids, return_counts=True)  # sorted by row, then term
+        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(np.bincount(pairs // width, minlength=len(texts)))
+        lengths = np.bincount(rows, minlength=len(texts)).astype(np.int32)
+        return indptr, (pairs % width).astype(np.int32), counts.astype(np.int32), lengths
+
 
 @cache
 def analyzer() -> Analyzer:
@@ -55,7 +90,7 @@ def analyzer() -> Analyzer:
 
 def count_tokens(text: str) -> int:
     """The chunker's token measure: whitespace-separated words (a model's word pieces are ~1.3 per word)."""
-    return len(COUNT.findall(text))
+    return len(text.split())
 
 
 def sentences(text: str) -> Iterator[tuple[int, int]]:
