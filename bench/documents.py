@@ -47,14 +47,19 @@ from bench.results import update_results  # noqa: E402
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 
 
-def load_scifact(root: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, int]], dict[str, Any]]:
-    corpus = [json.loads(line) for line in gzip.open(root / "corpus.jsonl.gz", "rt", encoding="utf-8")]
-    queries = {q["_id"]: q for q in map(json.loads, open(root / "queries.jsonl", encoding="utf-8"))}
+def load_scifact(
+    root: Path,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, int]], dict[str, Any]]:
+    with gzip.open(root / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
+        corpus = [json.loads(line) for line in f]
+    with open(root / "queries.jsonl", encoding="utf-8") as f:
+        queries = {q["_id"]: q for q in map(json.loads, f)}
     qrels: dict[str, dict[str, int]] = {}
-    for line in list(open(root / "qrels" / "test.tsv"))[1:]:
+    for line in (root / "qrels" / "test.tsv").read_text().splitlines()[1:]:
         q, d, s = line.strip().split("\t")
         qrels.setdefault(q, {})[d] = int(s)
-    spans = json.load(gzip.open(root / "sentence_spans.json.gz", "rt"))
+    with gzip.open(root / "sentence_spans.json.gz", "rt") as f:
+        spans = json.load(f)
     return corpus, {q: queries[q] for q in qrels}, qrels, spans
 
 
@@ -120,8 +125,16 @@ def citation_scores(
                 correct += int(any(s in g and all(x in chosen for x in g) for g in gold.get(doc, [])))
     p = correct / retrieved if retrieved else 0.0
     r = correct / relevant if relevant else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "retrieved": retrieved,
-            "relevant": relevant, "correct": correct, "citations": resolved, "quotes_exact": quoted}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "retrieved": retrieved,
+        "relevant": relevant,
+        "correct": correct,
+        "citations": resolved,
+        "quotes_exact": quoted,
+    }
 
 
 def main() -> None:
@@ -185,9 +198,13 @@ def main() -> None:
             peer_t.append(time.perf_counter() - started)
         cosine = (ours * peer).sum(1)
         out["encode"] = {
-            "subset": len(texts), "genloom_s": statistics.median(ours_t), "st_s": statistics.median(peer_t),
-            "speedup": statistics.median(peer_t) / statistics.median(ours_t), "min_cosine": float(cosine.min()),
-            "rounds": args.rounds, "bf16": bool(embedder.fast),
+            "subset": len(texts),
+            "genloom_s": statistics.median(ours_t),
+            "st_s": statistics.median(peer_t),
+            "speedup": statistics.median(peer_t) / statistics.median(ours_t),
+            "min_cosine": float(cosine.min()),
+            "rounds": args.rounds,
+            "bf16": bool(embedder.fast),
         }
         print(json.dumps(out["encode"]), flush=True)
 
@@ -217,7 +234,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def generation(queries: dict[str, Any], by_id: dict[str, Any], corpus: list[dict[str, Any]], work: Path, n: int) -> dict[str, Any]:
+def generation(
+    queries: dict[str, Any], by_id: dict[str, Any], corpus: list[dict[str, Any]], work: Path, n: int
+) -> dict[str, Any]:
     import importlib.util
 
     import genloom as gl
@@ -239,8 +258,12 @@ def generation(queries: dict[str, Any], by_id: dict[str, Any], corpus: list[dict
             answer = index.ask(question, model=lm, k=3, max_new_tokens=80, retrieve=retrieve, min_relevance=0.0)
             passed += sum(s.supported for s in answer.sentences)
             total += len(answer.sentences)
-        result[name] = {"sentences": total, "supported": passed, "share": passed / total if total else 0.0,
-                        "seconds": time.perf_counter() - started}
+        result[name] = {
+            "sentences": total,
+            "supported": passed,
+            "share": passed / total if total else 0.0,
+            "seconds": time.perf_counter() - started,
+        }
     return result
 
 

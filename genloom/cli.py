@@ -322,7 +322,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if "max_file_bytes" in given:
         given["max_file_bytes"] = int(given["max_file_bytes"] * 1_000_000)
     config = gl.IndexConfig(**given) if given else None
-    index = gl.Index.build(args.docs, args.out, embedder=args.embedder, config=config, warn=_warn, overwrite=args.overwrite)
+    index = gl.Index.build(
+        args.docs, args.out, embedder=args.embedder, config=config, warn=_warn, overwrite=args.overwrite
+    )
     print(f"{args.out}: {index.last_update.summary()}")
     return 0
 
@@ -373,7 +375,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         else:
             c = hit.chunk
             heading = f" > {' / '.join(c.heading)}" if c.heading else ""
-            print(f"{rank}. {c.path} ({c.span}){heading}  score {hit.score:.4f}\n   {c.text[:300].replace(chr(10), ' ')}")
+            print(
+                f"{rank}. {c.path} ({c.span}){heading}  score {hit.score:.4f}\n   {c.text[:300].replace(chr(10), ' ')}"
+            )
     return 0
 
 

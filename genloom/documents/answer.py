@@ -115,7 +115,9 @@ def _candidates(index: Index, question: str, hits: list[Hit]) -> list[tuple[floa
     if embedder is not None and found:
         vectors = embedder.encode([question] + [hits[i].chunk.text[a:b] for _, i, a, b in found], batch_size=64)
         cosine = vectors[1:] @ vectors[0]
-        found = [(0.5 * lex + 0.5 * max(float(c), 0.0), i, a, b) for (lex, i, a, b), c in zip(found, cosine, strict=True)]
+        found = [
+            (0.5 * lex + 0.5 * max(float(c), 0.0), i, a, b) for (lex, i, a, b), c in zip(found, cosine, strict=True)
+        ]
     return found
 
 
@@ -154,20 +156,18 @@ def extractive(hits: list[Hit], chosen: list[tuple[float, int, int, int]], quest
     return Answer(question, " ".join(parts), "extractive", True, citations, checked)
 
 
-def generative(
-    hits: list[Hit], question: str, generate: Generator, threshold: float, strict: bool
-) -> Answer:
+def generative(hits: list[Hit], question: str, generate: Generator, threshold: float, strict: bool) -> Answer:
     """Ask the model with numbered sources, then check every sentence against what it cites."""
-    sources = "\n\n".join(
-        f"[{n}] ({h.chunk.path}, {h.chunk.span}) {h.chunk.text}" for n, h in enumerate(hits, start=1)
-    )
+    sources = "\n\n".join(f"[{n}] ({h.chunk.path}, {h.chunk.span}) {h.chunk.text}" for n, h in enumerate(hits, start=1))
     messages = [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": f"Sources:\n{sources}\n\nQuestion: {question}"},
     ]
     reply = generate(messages).strip()
     citations = [_citation(n, h) for n, h in enumerate(hits, start=1)]
-    checked, kept, removed = [], [], []
+    checked: list[Sentence] = []
+    kept: list[str] = []
+    removed: list[str] = []
     for a, b in sentences(reply):
         raw = reply[a:b]
         marks = [int(m) for m in MARKER.findall(raw)]

@@ -129,12 +129,13 @@ def _emit(units: list[_Unit], blocks: list[Block], doc: Document, path: str) -> 
 
 def chunk_document(doc: Document, path: str, max_tokens: int, overlap: int) -> list[Chunk]:
     """The chunks of one document, in reading order."""
-    def section(block: Block) -> tuple[tuple[str, ...], int]:
+
+    def boundary(block: Block) -> tuple[tuple[str, ...], int]:
         return block.heading, block.start if block.unit == "page" else 0  # a PDF chunk keeps to one page
 
     sections: list[list[int]] = []
     for i, block in enumerate(doc.blocks):
-        if sections and section(doc.blocks[sections[-1][-1]]) == section(block):
+        if sections and boundary(doc.blocks[sections[-1][-1]]) == boundary(block):
             sections[-1].append(i)
         else:
             sections.append([i])

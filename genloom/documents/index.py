@@ -114,6 +114,24 @@ def _scan(docs: Path, skip: Path | None) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(docs).as_posix())
 
 
+@dataclass
+class _Recorded:
+    """An index's embedder as its manifest records it, standing in when nothing needs embedding."""
+
+    recorded: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.recorded["dim"])
+
+    def record(self) -> dict[str, Any]:
+        return self.recorded
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        assert not texts, "a recorded embedder never encodes"
+        return np.zeros((0, self.dim), dtype=np.float32)
+
+
 def _term_rows(texts: list[str], vocab: dict[str, int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Each text's (term ids, counts, length) under `vocab`, which grows with new terms."""
     indptr, ids, counts, lengths = analyzer().count_terms(texts, vocab)
@@ -199,9 +217,7 @@ class Index:
         if previous is not None:  # an update keeps the index's settings unless they are given and agree
             kept = IndexConfig(**old["config"])  # type: ignore[index]
             if config is not None and asdict(config) != asdict(kept):
-                raise UserError(
-                    f"{out}: built with {asdict(kept)}; give the same settings, or --overwrite to rebuild"
-                )
+                raise UserError(f"{out}: built with {asdict(kept)}; give the same settings, or --overwrite to rebuild")
             config = kept
         config = config or IndexConfig()
         model = cls._embedder_for(out, old, embedder)
@@ -229,9 +245,9 @@ class Index:
             else:
                 digest = hashlib.sha256(data).hexdigest()
                 if rel in old_files and old_files[rel]["sha256"] == digest and previous is not None:
-                    rows = old_rows.get(rel, [])
-                    chunks += [previous.chunks[r] for r in rows]
-                    kept_rows += rows
+                    reused = old_rows.get(rel, [])
+                    chunks += [previous.chunks[r] for r in reused]
+                    kept_rows += reused
                     files[rel] = old_files[rel]
                     report.unchanged += 1
                     continue
@@ -251,13 +267,13 @@ class Index:
         if not files and not report.skipped:
             warn(f"{docs}: no documents to index ({', '.join(SUFFIXES)}); the index is empty")
 
-        if previous is not None and not (report.added or report.changed or report.removed):
-            if report.skipped == old.get("skipped"):  # type: ignore[union-attr]
-                report.chunks = len(previous)  # nothing to write: the index is current
-                report.seconds = time.perf_counter() - started
-                previous._embedder = model
-                previous.last_update = report
-                return previous
+        unchanged = not (report.added or report.changed or report.removed)
+        if previous is not None and unchanged and report.skipped == old.get("skipped"):  # type: ignore[union-attr]
+            report.chunks = len(previous)  # nothing to write: the index is current
+            report.seconds = time.perf_counter() - started
+            previous._embedder = model if isinstance(model, Embedder) else None
+            previous.last_update = report
+            return previous
 
         # BM25 statistics: reused rows keep their counts (their terms re-mapped), new rows are analyzed
         vocab: dict[str, int] = {}
@@ -284,6 +300,10 @@ class Index:
         }
 
         vectors = None
+        if isinstance(model, dict):  # the index's own embedder: loaded only when something needs embedding
+            cached = previous.hashes if previous is not None else []
+            needed = {c.hash for c in chunks} - set(cached)
+            model = Embedder.load(model["path"]) if needed else _Recorded(model)
         if model is not None:
             cache: dict[str, np.ndarray] = {}
             if previous is not None and previous.vectors is not None:
@@ -309,18 +329,16 @@ class Index:
         store.write_generation(out, manifest, [c.to_json() for c in chunks], terms, bm25, vectors)
         report.chunks = len(chunks)
         report.seconds = time.perf_counter() - started
-        index = cls(out, embedder=model)
+        index = cls(out, embedder=model if isinstance(model, Embedder) else None)
         index.last_update = report
         return index
 
     @staticmethod
-    def _embedder_for(
-        out: Path, old: dict[str, Any] | None, embedder: str | Path | Embedder | None
-    ) -> Embedder | None:
+    def _embedder_for(out: Path, old: dict[str, Any] | None, embedder: str | Path | Embedder | None) -> Embedder | None:
         """The embedder of an update: the one asked for, which must be the index's own if it has one."""
         recorded = old.get("embedder") if old else None
         if embedder is None:
-            return Embedder.load(recorded["path"]) if recorded else None
+            return recorded  # type: ignore[no-any-return]  # loaded later, if anything needs embedding
         model = embedder if isinstance(embedder, Embedder) else Embedder.load(embedder)
         if old is not None and (recorded is None or recorded["fingerprint"] != model.id):
             built = f"with the embedder {recorded['path']}" if recorded else "without an embedder"
@@ -396,9 +414,7 @@ class Index:
     def default_mode(self) -> Mode:
         return "hybrid" if self.manifest.get("embedder") else "bm25"
 
-    def search(
-        self, query: str, k: int = 10, mode: Mode | None = None, one_per_doc: bool = False
-    ) -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: Mode | None = None, one_per_doc: bool = False) -> list[Hit]:
         """The `k` best chunks for `query`. `mode`: hybrid (default with an embedder), bm25 or dense.
         `one_per_doc` keeps each document's best chunk only (for document-level evaluation)."""
         return self.search_many([query], k, mode, one_per_doc)[0]

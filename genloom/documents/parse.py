@@ -183,7 +183,9 @@ def read_docx(data: bytes, path: Path) -> list[Block]:
         for row in table.rows:
             cells = dict.fromkeys(c.text.strip() for c in row.cells if c.text.strip())
             if cells:
-                blocks.append(Block(" | ".join(cells), ("table",), "paragraph", len(doc.paragraphs), len(doc.paragraphs)))
+                blocks.append(
+                    Block(" | ".join(cells), ("table",), "paragraph", len(doc.paragraphs), len(doc.paragraphs))
+                )
     return blocks
 
 

@@ -88,9 +88,7 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "genloom_index" not in data:
         raise UserError(f"{index_dir}: not a genloom index ({MANIFEST} has no 'genloom_index' version)")
     if data["genloom_index"] != FORMAT:
-        raise UserError(
-            f"{index_dir}: index format {data['genloom_index']}, this genloom reads {FORMAT}; rebuild it"
-        )
+        raise UserError(f"{index_dir}: index format {data['genloom_index']}, this genloom reads {FORMAT}; rebuild it")
     return data
 
 
@@ -99,9 +97,7 @@ def check_out(index_dir: Path) -> dict[str, Any] | None:
     holding anything else is refused (genloom never writes into a folder it did not make)."""
     if index_dir.exists() and (not index_dir.is_dir() or any(index_dir.iterdir())):
         if not (index_dir / MANIFEST).exists():
-            raise UserError(
-                f"{index_dir}: exists and is not a genloom index; give a new or empty directory as --out"
-            )
+            raise UserError(f"{index_dir}: exists and is not a genloom index; give a new or empty directory as --out")
         return read_manifest(index_dir)
     return None
 
@@ -139,7 +135,7 @@ def write_generation(
 
     write_atomic(index_dir / names["chunks"], write_chunks)
     write_atomic(index_dir / names["terms"], lambda f: f.write(json.dumps(terms, ensure_ascii=False).encode()))
-    write_atomic(index_dir / names["bm25"], lambda f: np.savez(f, **bm25))
+    write_atomic(index_dir / names["bm25"], lambda f: np.savez(f, **bm25))  # type: ignore[arg-type]
     if vectors is not None:
         write_atomic(index_dir / names["vectors"], lambda f: np.save(f, vectors, allow_pickle=False))
     text = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")

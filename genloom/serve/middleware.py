@@ -81,7 +81,9 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         v1 = scope["path"].startswith(V1_PREFIX)
         authorization = headers.get("authorization", "")
-        index_key = scope["path"].startswith(INDEX_PREFIX) and any(key_matches(authorization, k) for k in self.index_keys)
+        index_key = scope["path"].startswith(INDEX_PREFIX) and any(
+            key_matches(authorization, k) for k in self.index_keys
+        )
         if v1 and self.api_key is not None and not key_matches(authorization, self.api_key) and not index_key:
             message = "missing or wrong API key: send the header 'Authorization: Bearer KEY'"
             await self._refuse(send, 401, message, "invalid_api_key")

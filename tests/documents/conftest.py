@@ -26,7 +26,12 @@ HTML = """<html><head><title>Team page</title><script>var hidden = "do not index
 """
 TEXT = "The office opens at nine in the morning.\n\nVisitors sign in at the front desk.\n"
 RECORDS = [
-    {"id": "doc-7", "title": "Glaciers", "text": "Glaciers in the Alps lost a tenth of their ice in two years.", "year": 2023},
+    {
+        "id": "doc-7",
+        "title": "Glaciers",
+        "text": "Glaciers in the Alps lost a tenth of their ice in two years.",
+        "year": 2023,
+    },
     {"id": "doc-9", "title": "Volcanoes", "text": "Iceland has about thirty active volcanic systems.", "year": 2021},
 ]
 
@@ -60,7 +65,9 @@ def make_docs(root: Path) -> Path:
     (root / "team" / "page.html").write_text(HTML)
     (root / "notes.txt").write_text(TEXT)
     (root / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
-    write_pdf(root / "report.pdf", ["Revenue grew by 12 percent in the first quarter.", "Costs fell in the second quarter."])
+    write_pdf(
+        root / "report.pdf", ["Revenue grew by 12 percent in the first quarter.", "Costs fell in the second quarter."]
+    )
     write_docx(root / "policy.docx")
     return root
 

@@ -16,7 +16,22 @@ import genloom as gl
 from genloom.documents import store
 from genloom.errors import UserError
 
-WORDS = "alpha beta gamma delta keys rotate backup lunch glacier volcano river ocean forest desert".split()
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "keys",
+    "rotate",
+    "backup",
+    "lunch",
+    "glacier",
+    "volcano",
+    "river",
+    "ocean",
+    "forest",
+    "desert",
+]
 QUERIES = ["alpha keys", "rotate backup river", "glacier", "ocean forest desert lunch", "gamma delta beta"]
 
 
@@ -24,10 +39,7 @@ def scores(index: gl.Index, mode: str) -> dict[tuple[str, str], float]:
     """Every chunk's score for every query, keyed by query and chunk content (not by row)."""
     out: dict[tuple[str, str], float] = {}
     for q in QUERIES:
-        if mode == "bm25":
-            values = index.bm25_scores(q)
-        else:
-            values = index.dense_scores([q])[0].astype(np.float64)
+        values = index.bm25_scores(q) if mode == "bm25" else index.dense_scores([q])[0].astype(np.float64)
         for chunk, value in zip(index.chunks, values, strict=True):
             out[(q, chunk.path + "\0" + chunk.hash)] = float(value)
     return out
@@ -154,7 +166,14 @@ def test_bad_files_are_skipped_with_one_line_each(docs: Path, tmp_path: Path, mo
     assert "corrupt PDF" in reasons["broken.pdf"] and "encrypted" in reasons["locked.pdf"]
     assert "NUL byte" in reasons["binary.txt"] and "not UTF-8" in reasons["latin1.md"]
     assert "over the limit" in reasons["big.txt"] and "Permission denied" in reasons["secret.txt"]
-    assert {c.path for c in index.chunks} == {"guide.md", "team/page.html", "notes.txt", "facts.jsonl", "report.pdf", "policy.docx"}
+    assert {c.path for c in index.chunks} == {
+        "guide.md",
+        "team/page.html",
+        "notes.txt",
+        "facts.jsonl",
+        "report.pdf",
+        "policy.docx",
+    }
     assert index.search("glaciers ice", k=1)[0].chunk.doc_id == "doc-7"
 
 

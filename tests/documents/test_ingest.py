@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import genloom as gl
@@ -17,7 +18,7 @@ def test_every_format_is_read_with_its_place_and_headings(docs: Path, tmp_path: 
         by_path.setdefault(chunk.path, []).append(chunk)
     assert set(by_path) == {"guide.md", "team/page.html", "notes.txt", "facts.jsonl", "report.pdf", "policy.docx"}
 
-    keys = [c for c in by_path["guide.md"] if "Rotate" in c.text][0]
+    keys = next(c for c in by_path["guide.md"] if "Rotate" in c.text)
     assert keys.heading == ("Operations guide", "Rotating keys") and (keys.unit, keys.start, keys.end) == ("line", 4, 6)
     assert "Backups" not in keys.text  # a chunk never crosses a heading
 
@@ -52,7 +53,7 @@ def test_chunks_keep_the_budget_overlap_and_exact_slices() -> None:
         assert count_tokens(chunk.text) <= 50
         for part in chunk.text.split("\n\n"):
             assert part in paragraph or part == "Short intro."
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         first = after.text.split(". ")[0] + "."
         assert before.text.endswith(first)  # the overlap: a chunk starts with the previous one's last sentence
 

@@ -103,7 +103,23 @@ def test_smollm2_answers_over_http_and_from_the_cli_endpoint(live: LiveServer, t
     assert r.status_code == 200 and result["mode"] == "generative"
     assert all(s["supported"] for s in result["sentences"] if s["text"] in result["text"])
     index = live.app.state.indexes["docs"].path
-    code = main(["ask", str(index), "How often are the API keys rotated?", "--model", live.url + "/v1",
-                 "--model-key", ADMIN, "--model-name", name, "--k", "2", "--max-new-tokens", "40", "--json"])
+    code = main(
+        [
+            "ask",
+            str(index),
+            "How often are the API keys rotated?",
+            "--model",
+            live.url + "/v1",
+            "--model-key",
+            ADMIN,
+            "--model-name",
+            name,
+            "--k",
+            "2",
+            "--max-new-tokens",
+            "40",
+            "--json",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and '"mode": "generative"' in out
