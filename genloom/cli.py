@@ -329,31 +329,6 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_queries(path: str) -> list[tuple[Any, str]]:
-    """(id, text) of each line of a JSONL file of {"id": ..., "text": ...} objects."""
-    import json
-    from pathlib import Path
-
-    from genloom.errors import UserError
-
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"--queries {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
-    queries = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"--queries {path}:{number}: not JSON") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise UserError(f"--queries {path}:{number}: expected an object with a string field 'text'")
-        queries.append((row.get("id", number), row["text"]))
-    return queries
-
-
 def _cmd_search(args: argparse.Namespace) -> int:
     import json
 
@@ -362,7 +337,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     index = gl.Index(args.index, embedder=args.embedder)
     if args.queries is not None:
-        queries = _read_queries(args.queries)
+        queries = index.read_queries(args.queries)
         results = index.search_many([q for _, q in queries], k=args.k, mode=args.mode, one_per_doc=args.one_per_doc)
         for (qid, _), hits in zip(queries, results, strict=True):
             print(json.dumps({"id": qid, "hits": [h.to_json(text=False) for h in hits]}, ensure_ascii=False))

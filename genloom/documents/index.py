@@ -21,6 +21,7 @@ files and embeds only chunks whose content hash no vector is cached for.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -465,6 +466,27 @@ class Index:
             if len(out) >= 1000:
                 break
         return out
+
+    @staticmethod
+    def read_queries(path: str | Path) -> list[tuple[Any, str]]:
+        """(id, text) of each line of a JSONL file of `{"id": ..., "text": ...}` objects (`genloom search --queries`);
+        a line without an id gets its line number."""
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"--queries {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+        queries = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(f"--queries {path}:{number}: not JSON") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise UserError(f"--queries {path}:{number}: expected an object with a string field 'text'")
+            queries.append((row.get("id", number), row["text"]))
+        return queries
 
     def ask(self, question: str, **options: Any) -> Any:
         """A grounded answer with [n] citations; see `genloom.documents.answer.answer` for the options."""
