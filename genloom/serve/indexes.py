@@ -15,6 +15,7 @@ import base64
 from typing import Any, Literal
 
 import numpy as np
+from fastapi import Request  # this module is imported only when a server is made
 from pydantic import BaseModel, Field
 
 from genloom.errors import UserError
@@ -169,7 +170,6 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
 
 def add_index_routes(server: Server, indexes: dict[str, Any], keys: dict[str, list[str]], api_key: str | None) -> None:
     """Search and answer routes over `indexes` (name → opened `gl.Index`); `keys`: name → its keys."""
-    from fastapi import Request
     from starlette.concurrency import run_in_threadpool
 
     def visible(request: Request, name: str) -> Any:
