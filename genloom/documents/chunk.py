@@ -142,8 +142,9 @@ def chunk_document(doc: Document, path: str, max_tokens: int, overlap: int) -> l
     chunks = []
     for section in sections:
         current: list[_Unit] = []
+        size = 0  # words in `current`
         for unit in _units(doc.blocks, section, max_tokens):
-            if current and sum(u.tokens for u in current) + unit.tokens > max_tokens:
+            if current and size + unit.tokens > max_tokens:
                 chunks.append(_emit(current, doc.blocks, doc, path))
                 carried: list[_Unit] = []  # the overlap: trailing units of the chunk just emitted
                 for u in reversed(current):
@@ -153,7 +154,9 @@ def chunk_document(doc: Document, path: str, max_tokens: int, overlap: int) -> l
                 while carried and sum(c.tokens for c in carried) + unit.tokens > max_tokens:
                     carried.pop(0)
                 current = carried
+                size = sum(c.tokens for c in carried)
             current.append(unit)
+            size += unit.tokens
         if current:
             chunks.append(_emit(current, doc.blocks, doc, path))
     return chunks

@@ -16,6 +16,18 @@ from itertools import chain
 import numpy as np
 
 WORD = re.compile(r"\w+")  # single characters too, as Lucene's StandardTokenizer: "5", "β", "T" cells
+
+
+@cache
+def _separators() -> dict[int, str]:
+    """`str.translate` table turning every non-word character up to U+303F into a space: `translate` then
+    `split` finds the words `WORD` finds, twice as fast as the regex (tested against it)."""
+    return {i: " " for i in range(0x3040) if not (chr(i).isalnum() or chr(i) == "_")}
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words of `text`."""
+    return text.lower().translate(_separators()).split()
 # a sentence ends at . ! ? (and closing quotes/brackets) followed by space and a capital, digit or quote
 SENTENCE_END = re.compile(r"(?<=[.!?])([\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 
@@ -74,7 +86,7 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         """The terms of `text` in order, repeats kept."""
         stems, out = self._stems, []
-        for word in WORD.findall(text.lower()):
+        for word in words(text):
             stem = stems.get(word)
             if stem is None:
                 stem = "" if word in self._stop else self._stemmer.stemWord(word)
@@ -96,8 +108,8 @@ class Analyzer:
 
         `vocab` (stem → id) grows with the new terms. Vectorized: one regex pass per text, one dictionary
         lookup per token done in C (`map`), and the (text, term) pairs counted by `np.unique`."""
-        words = [WORD.findall(text.lower()) for text in texts]
-        flat = list(chain.from_iterable(words))
+        per_text = [words(text) for text in texts]
+        flat = list(chain.from_iterable(per_text))
         unique = set(flat)
         self._stem_all(unique)
         term_of = {}
@@ -105,7 +117,7 @@ class Analyzer:
             stem = self._stems[word]
             term_of[word] = vocab.setdefault(stem, len(vocab)) if stem else -1
         ids = np.fromiter(map(term_of.__getitem__, flat), dtype=np.int64, count=len(flat))
-        rows = np.repeat(np.arange(len(texts), dtype=np.int64), [len(w) for w in words])
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), [len(w) for w in per_text])
         keep = ids >= 0
         ids, rows = ids[keep], rows[keep]
         width = max(len(vocab), 1)

@@ -63,3 +63,10 @@ def test_a_sentence_longer_than_the_budget_is_cut_at_words() -> None:
     chunks = chunk_document(Document([Block(words)], "d"), "d.txt", max_tokens=40, overlap=0)
     assert [count_tokens(c.text) for c in chunks] == [40, 40, 40, 10]
     assert " ".join(c.text for c in chunks) == words
+
+
+def test_the_fast_word_split_finds_the_regex_words() -> None:
+    from genloom.documents.text import WORD, words
+
+    text = "Café-au-lait (β-cells, T_cells) cost 3.5€ — “naïve” x2; 0-dimensional, Zürich/İstanbul: ok!\tend"
+    assert words(text) == WORD.findall(text.lower())
