@@ -3,6 +3,10 @@ masked LMs (bert runs, Hugging Face BERT and sentence-transformers directories),
 answers over the indexes given with `genloom serve --index NAME=DIR`:
 `POST /v1/indexes/{name}/search` and `POST /v1/indexes/{name}/answer`.
 
+`POST /v1/indexes/{name}/chat/completions` is OpenAI's chat completions grounded on the index: an `openai`
+client whose `base_url` is `http://HOST:PORT/v1/indexes/NAME` asks a served chat model, which answers from
+the index's chunks with [n] citations, checked sentence by sentence.
+
 Access control: `--index-key NAME=KEY` binds an index to a key. A request that carries an index key sees
 only that key's indexes; the server's own `--api-key` sees every index; with no key, only indexes bound to
 none. Asking for an index one may not see — whether or not it exists — is the same 403, so a key cannot
@@ -12,6 +16,8 @@ probe for the names of other teams' indexes.
 from __future__ import annotations
 
 import base64
+import time
+import uuid
 from typing import Any, Literal
 
 import numpy as np
@@ -120,6 +126,42 @@ class AnswerResponse(BaseModel):
     flagged: int
 
 
+class GroundedChatRequest(s.Strict):
+    """OpenAI's chat body; the last user message is the question, answered from the index's chunks."""
+
+    model: str = Field(min_length=1, max_length=200)  # a served chat model
+    messages: list[s.ChatMessage] = Field(min_length=1, max_length=256)
+    max_tokens: int | None = Field(None, ge=1, le=2048)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2048)
+    stream: bool = False  # not offered: the answer is checked whole before it is sent
+    k: int = Field(5, ge=1, le=50)  # genloom's: chunks retrieved
+    strict: bool = False  # genloom's: drop flagged sentences
+    temperature: float | None = None  # accepted; grounded answers are greedy
+    seed: int | None = None  # accepted; greedy answers need none
+
+
+class GroundedMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class GroundedChoice(BaseModel):
+    index: int = 0
+    message: GroundedMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class GroundedChatResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[GroundedChoice]
+    usage: EmbeddingUsage | None = None
+    citations: list[CitationOut]  # genloom's: what each [n] in the content stands for
+    sentences: list[SentenceOut]  # genloom's: the support check of each sentence
+
+
 # ---- embeddings (a masked-text modality's routes) ----
 
 
@@ -222,6 +264,39 @@ def add_index_routes(server: Server, indexes: dict[str, Any], keys: dict[str, li
             result = await server.run_whole(req.model, lambda: index.ask(req.question, model=handle, **options))
         body = result.to_json()
         return AnswerResponse(index=name, **body)
+
+    @server.app.post(
+        INDEXES + "/{name}/chat/completions",
+        response_model=GroundedChatResponse,
+        responses={**ERROR_RESPONSES, 403: ERROR_RESPONSES[401]},
+    )
+    async def grounded_chat(name: str, req: GroundedChatRequest, request: Request) -> GroundedChatResponse:
+        """Chat completions grounded on index `name`: an OpenAI client with base_url `.../v1/indexes/NAME`
+        gets an answer from the documents, with `citations` and the support check beside the message."""
+        index = visible(request, name)
+        if req.stream:
+            raise APIError(400, "stream: grounded answers are checked whole, so they are not streamed", "stream")
+        questions = [m.content for m in req.messages if m.role == "user" and isinstance(m.content, str)]
+        if not questions or not questions[-1].strip():
+            raise APIError(400, "messages: the last user message (a text) is the question; none was given", "messages")
+        handle = server.served.handles.get(req.model)
+        if handle is None or not hasattr(handle, "chat"):
+            raise APIError(400, f"model {req.model!r} is not a served chat model; GET /v1/models", "model")
+        options = {
+            "k": req.k,
+            "strict": req.strict,
+            "max_new_tokens": req.max_completion_tokens or req.max_tokens or 200,
+        }
+        result = await server.run_whole(req.model, lambda: index.ask(questions[-1], model=handle, **options))
+        body = result.to_json()
+        return GroundedChatResponse(
+            id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            created=int(time.time()),
+            model=req.model,
+            choices=[GroundedChoice(message=GroundedMessage(content=result.text))],
+            citations=[CitationOut(**c) for c in body["citations"]],
+            sentences=[SentenceOut(**x) for x in body["sentences"]],
+        )
 
     server.app.state.indexes = indexes
 

