@@ -28,6 +28,8 @@ def _separators() -> dict[int, str]:
 def words(text: str) -> list[str]:
     """The lower-cased words of `text`."""
     return text.lower().translate(_separators()).split()
+
+
 # a sentence ends at . ! ? (and closing quotes/brackets) followed by space and a capital, digit or quote
 SENTENCE_END = re.compile(r"(?<=[.!?])([\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 
