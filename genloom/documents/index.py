@@ -11,8 +11,8 @@ BM25 keeps raw statistics only (each chunk's term counts and length, see `store.
 frequencies, IDF and average length are computed from the current chunks at query time. That is what
 lets an update add and drop chunks and still score exactly as a fresh build would: bm25s bakes IDF
 and average length into its index, so it cannot be updated in place. Dense search is exact (one
-matrix-vector product over unit vectors). Hybrid search fuses the two rankings by reciprocal rank
-(Cormack et al. 2009, k = 60).
+matrix-vector product over unit vectors). Hybrid search fuses the two chunk rankings by reciprocal rank
+(Cormack et al. 2009; k = 10, see RRF_K).
 
 An update hashes every file, re-parses only those whose hash changed, drops the chunks of deleted
 files and embeds only chunks whose content hash no vector is cached for.
@@ -38,7 +38,9 @@ from genloom.documents.text import analyzer
 from genloom.errors import UserError
 
 Mode = Literal["hybrid", "bm25", "dense"]
-RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
+# reciprocal rank fusion constant: 1 / (RRF_K + rank). Cormack et al. 2009 used 60 to fuse many TREC runs; for
+# two rankings (BM25, dense) 10 was best on SciFact's 809 train queries (0.722 vs 0.716 for 60; not its test set)
+RRF_K = 10
 Warn = Callable[[str], None]
 
 
@@ -415,20 +417,28 @@ class Index:
     def default_mode(self) -> Mode:
         return "hybrid" if self.manifest.get("embedder") else "bm25"
 
-    def search(self, query: str, k: int = 10, mode: Mode | None = None, one_per_doc: bool = False) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 10, mode: Mode | None = None, one_per_doc: bool = False, rrf_k: int = RRF_K
+    ) -> list[Hit]:
         """The `k` best chunks for `query`. `mode`: hybrid (default with an embedder), bm25 or dense.
-        `one_per_doc` keeps each document's best chunk only (for document-level evaluation)."""
-        return self.search_many([query], k, mode, one_per_doc)[0]
+        `one_per_doc` keeps each document's best chunk only (for document-level evaluation); `rrf_k` is the
+        hybrid fusion's constant."""
+        return self.search_many([query], k, mode, one_per_doc, rrf_k)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, mode: Mode | None = None, one_per_doc: bool = False
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        mode: Mode | None = None,
+        one_per_doc: bool = False,
+        rrf_k: int = RRF_K,
     ) -> list[list[Hit]]:
         """`search` for many queries at once (their embeddings computed in one batch)."""
         mode = mode or self.default_mode()
         if mode not in ("hybrid", "bm25", "dense"):
             raise UserError(f"mode must be hybrid, bm25 or dense, got {mode!r}")
-        if k <= 0:
-            raise UserError(f"k must be a positive integer, got {k}")
+        if k <= 0 or rrf_k <= 0:
+            raise UserError(f"k and rrf_k must be positive integers, got k={k}, rrf_k={rrf_k}")
         if not self.chunks or not queries:
             return [[] for _ in queries]
         dense = self.dense_scores(queries) if mode != "bm25" else None
@@ -439,16 +449,27 @@ class Index:
                 lists.append(self._ranked(self.bm25_scores(query), one_per_doc, positive=True))
             if dense is not None:
                 lists.append(self._ranked(dense[i].astype(np.float64), one_per_doc, positive=False))
-            if len(lists) == 1:
-                ranked = lists[0][:k]
-            else:
-                fused: dict[int, float] = {}
-                for ranking in lists:
-                    for rank, (row, _) in enumerate(ranking[: max(100, 5 * k)]):
-                        fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-                ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+            ranked = lists[0][:k] if len(lists) == 1 else self._fuse(lists, k, one_per_doc, rrf_k)
             results.append([Hit(self.chunks[row], float(score), row) for row, score in ranked])
         return results
+
+    def _fuse(
+        self, lists: list[list[tuple[int, float]]], k: int, one_per_doc: bool, rrf_k: int
+    ) -> list[tuple[int, float]]:
+        """Reciprocal rank fusion: Σ 1 / (rrf_k + rank) over the rankings (each its best 1,000). With
+        `one_per_doc` the rankings are of documents (each one's best chunk), so a document is fused as one
+        item, shown by the chunk ranked best in either list; on SciFact's train queries this beat fusing
+        chunks and keeping each document's first (0.722 vs 0.719 nDCG@10)."""
+        fused: dict[Any, float] = {}
+        shown: dict[Any, tuple[int, int, int]] = {}  # item → (best rank, which ranking, row)
+        for which, ranking in enumerate(lists):
+            for rank, (row, _) in enumerate(ranking):
+                item = self.chunks[row].doc_id if one_per_doc else row
+                fused[item] = fused.get(item, 0.0) + 1.0 / (rrf_k + rank + 1)
+                shown[item] = min(shown.get(item, (rank, which, row)), (rank, which, row))
+        # ties (e.g. first in one ranking only vs first in the other only): the better single rank, then BM25's
+        best = sorted(fused, key=lambda item: (-fused[item], shown[item]))[:k]
+        return [(shown[item][2], fused[item]) for item in best]
 
     def _ranked(self, scores: np.ndarray, one_per_doc: bool, positive: bool) -> list[tuple[int, float]]:
         """(row, score) best first; BM25 keeps only chunks that match a query term."""

@@ -99,6 +99,9 @@ def test_dense_updates_embed_only_new_chunks_and_equal_a_rebuild(docs: Path, tmp
     assert_same(scores(updated, "dense"), scores(rebuilt, "dense"), tolerance=2e-3)
     top = updated.search("when does the office open", k=1)[0].chunk
     assert top == rebuilt.search("when does the office open", k=1)[0].chunk and top.path == "notes.txt"
+    for query in ["rotating keys and nightly backups", "travel hotels economy flights", "lunch coffee espresso"]:
+        per_doc = updated.search(query, k=10, one_per_doc=True)  # a document is fused once, not once per chunk
+        assert len({h.chunk.doc_id for h in per_doc}) == len(per_doc) == len({c.doc_id for c in updated.chunks})
 
 
 def test_a_crash_before_the_commit_leaves_the_old_index(docs: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
