@@ -277,10 +277,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_value(item: str, flag: str) -> tuple[str, str]:
+    """NAME=VALUE of a repeated flag."""
+    from genloom.errors import UserError
+
+    name, sep, value = item.partition("=")
+    if not sep or not name or not value:
+        raise UserError(f"{flag} {item!r}: expected NAME=VALUE")
+    return name, value
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from genloom.serve import serve
 
     max_batch = 1 if args.no_batching else args.max_batch
+    indexes = dict(_name_value(item, "--index") for item in args.index)
+    keys: dict[str, list[str]] = {}
+    for item in args.index_key:
+        name, key = _name_value(item, "--index-key")
+        keys.setdefault(name, []).append(key)
     serve(
         args.runs,
         args.host,
@@ -289,7 +304,81 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch,
         args.max_queue,
         log=lambda line: print(line, flush=True),
+        indexes=indexes,
+        index_keys=keys,
     )
+    return 0
+
+
+def _warn(line: str) -> None:
+    print(f"genloom: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    settings = {"chunk_tokens": args.chunk_tokens, "overlap": args.overlap, "max_file_bytes": args.max_file_mb}
+    given = {k: v for k, v in settings.items() if v is not None}
+    if "max_file_bytes" in given:
+        given["max_file_bytes"] = int(given["max_file_bytes"] * 1_000_000)
+    config = gl.IndexConfig(**given) if given else None
+    index = gl.Index.build(
+        args.docs, args.out, embedder=args.embedder, config=config, warn=_warn, overwrite=args.overwrite
+    )
+    print(f"{args.out}: {index.last_update.summary()}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    import genloom as gl
+    from genloom.errors import UserError
+
+    index = gl.Index(args.index, embedder=args.embedder)
+    if args.queries is not None:
+        queries = index.read_queries(args.queries)
+        results = index.search_many([q for _, q in queries], k=args.k, mode=args.mode, one_per_doc=args.one_per_doc)
+        for (qid, _), hits in zip(queries, results, strict=True):
+            print(json.dumps({"id": qid, "hits": [h.to_json(text=False) for h in hits]}, ensure_ascii=False))
+        return 0
+    if args.query is None:
+        raise UserError("search: give a query, or --queries FILE.jsonl")
+    for rank, hit in enumerate(index.search(args.query, k=args.k, mode=args.mode, one_per_doc=args.one_per_doc), 1):
+        if args.json:
+            print(json.dumps(hit.to_json(), ensure_ascii=False))
+        else:
+            c = hit.chunk
+            heading = f" > {' / '.join(c.heading)}" if c.heading else ""
+            print(
+                f"{rank}. {c.path} ({c.span}){heading}  score {hit.score:.4f}\n   {c.text[:300].replace(chr(10), ' ')}"
+            )
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    import json
+
+    import genloom as gl
+
+    index = gl.Index(args.index, embedder=args.embedder)
+    answer = index.ask(
+        args.question,
+        k=args.k,
+        model=args.model,
+        strict=args.strict,
+        api_key=args.model_key,
+        model_name=args.model_name,
+        max_new_tokens=args.max_new_tokens,
+    )
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print(answer.text)
+    for c in answer.citations:
+        print(f"[{c.n}] {c.path} ({c.span}){' doc ' + c.doc_id if c.doc_id != c.path else ''}")
+    for sentence in answer.flagged:
+        print(f"flagged: {sentence.text!r}: {sentence.reason}")
     return 0
 
 
@@ -403,13 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_translate, max_new_tokens=None)
 
     p = sub.add_parser("serve", help="OpenAI-compatible HTTP API and web playground for text and image runs")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories; each one's model id is its directory name")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories; each one's model id is its directory name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/ routes")
     p.add_argument("--max-batch", type=int, default=16, help="requests decoded together per model")
     p.add_argument("--max-queue", type=int, default=64, help="waiting requests before answering 429")
     p.add_argument("--no-batching", action="store_true", help="decode one request at a time (a baseline)")
+    p.add_argument("--index", action="append", default=[], metavar="NAME=DIR", help="serve a document index")
+    p.add_argument("--index-key", action="append", default=[], metavar="NAME=KEY", help="bind index NAME to KEY")
     p.set_defaults(handler=_cmd_serve)
 
     p = sub.add_parser("tune", help="fine-tune a run: sft, lora, reward, ppo, dpo (docs/fine-tuning.md)")
@@ -445,6 +536,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing compare in --out")
     p.set_defaults(handler=_cmd_compare)
 
+    p = sub.add_parser("index", help="index a folder of documents for search and answers (or update the index)")
+    p.add_argument("docs", help="folder (or file) of .txt .md .html .pdf .docx .jsonl documents")
+    p.add_argument("--out", required=True, help="index directory to write or update in place")
+    p.add_argument("--embedder", default=None, help="bert run or HF BERT directory for dense/hybrid search")
+    p.add_argument("--chunk-tokens", type=int, default=None, help="most words per chunk (default 200)")
+    p.add_argument("--overlap", type=int, default=None, help="words a chunk repeats from the previous (default 40)")
+    p.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default 50)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild from scratch (other settings or embedder)")
+    p.set_defaults(handler=_cmd_index)
+
+    p = sub.add_parser("search", help="search an index: hits with path, span, score and text")
+    p.add_argument("index", help="index directory (genloom index)")
+    p.add_argument("query", nargs="?", default=None, help="what to look for")
+    p.add_argument("--k", type=int, default=10, help="hits to show")
+    p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default=None, help="default: hybrid with vectors")
+    p.add_argument("--json", action="store_true", help="one JSON object per hit")
+    p.add_argument("--queries", default=None, help="JSONL of {id, text}: one JSON line of hits per query")
+    p.add_argument("--one-per-doc", action="store_true", help="keep each document's best chunk only")
+    p.add_argument("--embedder", default=None, help="the model the index was built with (default: the recorded one)")
+    p.set_defaults(handler=_cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question from an index, with [n] citations")
+    p.add_argument("index", help="index directory (genloom index)")
+    p.add_argument("question", help="the question")
+    p.add_argument("--model", default=None, help="run, GGUF/HF model or http://host:port/v1 (default: extractive)")
+    p.add_argument("--model-key", default=None, help="API key of the --model endpoint")
+    p.add_argument("--model-name", default=None, help="model id at the --model endpoint (default: its first)")
+    p.add_argument("--k", type=int, default=5, help="chunks to retrieve")
+    p.add_argument("--strict", action="store_true", help="drop sentences the sources do not support")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="longest generated answer (with --model)")
+    p.add_argument("--json", action="store_true", help="the whole answer as JSON")
+    p.add_argument("--embedder", default=None, help="the model the index was built with (default: the recorded one)")
+    p.set_defaults(handler=_cmd_ask)
+
     p = sub.add_parser("families", help="list model families and what each is for")
     p.set_defaults(handler=_cmd_families)
 
@@ -470,6 +595,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "translate": _cmd_translate,
     "serve": _cmd_serve,
     "tune": _cmd_tune,
+    "index": _cmd_index,
+    "search": _cmd_search,
+    "ask": _cmd_ask,
 }
 
 

@@ -18,6 +18,7 @@ lm.embed(["good morrow", "good night"])            # (2, n_embd) mean-pooled ove
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class MaskedLanguageModel:
         self.pooling = pooling or Pooling()
         self.has_mlm_head = has_mlm_head
         self._truncating: HFTokenizer | None = None
+        self._copies: dict[torch.dtype, Bert] = {}  # the encoder in other dtypes, for `embed(dtype=...)`
 
     def _framed(self, text: str, truncate: bool) -> list[int]:
         """`[CLS] text [SEP]` ids; with `truncate`, cut to the pipeline's max_seq_length as its tokenizer does."""
@@ -108,9 +110,9 @@ class MaskedLanguageModel:
             return [self.tokenizer.cls_id, *self.tokenizer.encode(text)[: limit - 2], self.tokenizer.sep_id]
         return self._truncating.encode(text, add_special_tokens=True).ids
 
-    def _batch(self, texts: Sequence[str], truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """`[CLS] text [SEP]` for each text, right-padded: ids and attention mask, each (B, T)."""
-        tok, limit = self.tokenizer, self.model.config.block_size
+    def _rows(self, texts: Sequence[str], truncate: bool) -> list[list[int]]:
+        """`[CLS] text [SEP]` ids of each text; a text over the context is a `UserError`."""
+        limit = self.model.config.block_size
         rows = [self._framed(text, truncate) for text in texts]
         for text, row in zip(texts, rows, strict=True):
             if len(row) > limit:
@@ -118,13 +120,21 @@ class MaskedLanguageModel:
                     f"text of {len(row)} tokens ([CLS] and [SEP] included) is longer than the model's context "
                     f"of {limit} (block_size): {text[:40]!r}..."
                 )
+        return rows
+
+    def _pad(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and attention mask, each (B, T)."""
         T = max(len(row) for row in rows)
-        ids = torch.full((len(rows), T), tok.pad_id, dtype=torch.long)
+        ids = torch.full((len(rows), T), self.tokenizer.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), T), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = 1
         return ids, mask
+
+    def _batch(self, texts: Sequence[str], truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[CLS] text [SEP]` for each text, right-padded: ids and attention mask, each (B, T)."""
+        return self._pad(self._rows(texts, truncate))
 
     @torch.no_grad()
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
@@ -149,15 +159,43 @@ class MaskedLanguageModel:
         ]
 
     @torch.no_grad()
-    def embed(self, texts: str | Sequence[str]) -> torch.Tensor:
+    def embed(
+        self, texts: str | Sequence[str], batch_size: int = EMBED_BATCH, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         """Sentence embeddings (N, n_embd): last hidden states pooled as `self.pooling` says (by default the
-        mean over each text's non-pad tokens)."""
+        mean over each text's non-pad tokens).
+
+        `dtype=torch.bfloat16` is the throughput path (what an index uses): a bf16 copy of the encoder (made
+        once; pooling stays fp32), texts encoded in order of length so a batch holds texts of nearly one
+        length and padding costs almost nothing, and a batch without padding run without an attention mask
+        (SDPA's fastest path): two to three times sentence-transformers' speed on CPUs with bf16 matrix units,
+        at cosine ≥ 0.999 to fp32 on all-MiniLM-L6-v2 (tests). Without `dtype`, batches follow the input
+        order in fp32, so a text's vector does not depend on the other texts' lengths."""
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             raise UserError("embed: give at least one text")
-        out = []
-        for start in range(0, len(texts), EMBED_BATCH):
-            ids, mask = self._batch(texts[start : start + EMBED_BATCH], truncate=True)
-            out.append(self.pooling(self.model.encode(ids, mask), mask))
-        return torch.cat(out)
+        if batch_size <= 0:
+            raise UserError(f"batch_size must be a positive integer, got {batch_size}")
+        rows = self._rows(texts, truncate=True)
+        fast = dtype is not None  # the throughput path; fp32 keeps input-order, masked batches (bit-stable results)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i])) if fast else list(range(len(rows)))
+        out = torch.empty(len(rows), self.model.config.n_embd)
+        model = self._encoder(dtype)
+        device = next(model.parameters()).device
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            ids, mask = self._pad([rows[i] for i in chosen])
+            ids, mask = ids.to(device), mask.to(device)
+            full = fast and bool(mask.all())  # all of one length: no mask needed
+            h = model.encode(ids, None if full else mask)
+            out[chosen] = self.pooling(h.float(), mask).cpu()
+        return out
+
+    def _encoder(self, dtype: torch.dtype | None) -> Bert:
+        """The model in `dtype`: the model itself, or a copy converted once (the weights are not touched)."""
+        if dtype is None or dtype == next(self.model.parameters()).dtype:
+            return self.model
+        if self._copies.get(dtype) is None:
+            self._copies[dtype] = copy.deepcopy(self.model).to(dtype).eval()
+        return self._copies[dtype]

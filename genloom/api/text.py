@@ -685,6 +685,12 @@ class TextModality(Modality):
 class MaskedTextModality(Modality):
     """Masked language models (BERT): fill-mask and sentence embeddings; they do not continue text."""
 
+    def routes(self) -> str | None:
+        return "genloom.serve.indexes:add_routes"  # POST /v1/embeddings
+
+    def model_card(self, handle: Any) -> dict[str, Any]:
+        return {"context_length": int(handle.model.config.block_size)}
+
     def data(self, rc: Any) -> Any:
         return prepare_text(rc)
 

@@ -30,15 +30,19 @@ def serve(
     max_queue: int = 64,
     log_level: str = "info",
     log: Callable[[str], None] | None = None,
+    indexes: dict[str, str] | None = None,
+    index_keys: dict[str, list[str]] | None = None,
 ) -> None:
     """Serve `runs` on uvicorn at http://host:port until interrupted (Ctrl-C); `log` hears one line
     once the runs are loaded."""
     import uvicorn
 
-    app = create_app(runs, api_key=api_key, max_batch=max_batch, max_queue=max_queue)
+    app = create_app(
+        runs, api_key=api_key, max_batch=max_batch, max_queue=max_queue, indexes=indexes, index_keys=index_keys
+    )
     sock = bind(host, port)  # before the "serving" line: a port in use is one error line, not a false start
     if log is not None:
-        models = ", ".join(app.state.served.families)
+        models = ", ".join([*app.state.served.families, *(f"index {n}" for n in indexes or {})])
         log(f"genloom serve: {models} on http://{host}:{port} (playground at /, API at /v1)")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
     with sock, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn shuts down, then re-raises it

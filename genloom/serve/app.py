@@ -84,9 +84,9 @@ def user_error(e: UserError, default_param: str | None = None) -> APIError:
 class Served:
     """The runs being served, by model id (the run directory's name), each with its modality."""
 
-    def __init__(self, runs: Sequence[str | Path]) -> None:
-        if not runs:
-            raise UserError("serve: give at least one run directory")
+    def __init__(self, runs: Sequence[str | Path], indexes: bool = False) -> None:
+        if not runs and not indexes:
+            raise UserError("serve: give at least one run directory (or --index NAME=DIR)")
         self.handles: dict[str, Any] = {}
         self.modalities: dict[str, gl.Modality] = {}
         self.families: dict[str, str] = {}
@@ -195,11 +195,15 @@ def create_app(
     max_batch: int = 16,
     max_queue: int = 64,
     on_step: Any = None,
+    indexes: dict[str, str] | None = None,
+    index_keys: dict[str, list[str]] | None = None,
 ) -> Any:
     """The FastAPI app serving `runs` (run directories of any modality that serves; the model id of each
     is its directory name). `api_key`: required as `Authorization: Bearer KEY` on /v1/ routes. `max_batch`:
     rows decoded together per model (1 = one request at a time); `max_queue`: waiting requests before
-    429. `on_step`: called after every decode step (a test hook). `app.state.scheduler` is the scheduler."""
+    429. `on_step`: called after every decode step (a test hook). `app.state.scheduler` is the scheduler.
+    `indexes`: name → index directory served at /v1/indexes/{name}/ (serve/indexes.py); `index_keys`: name →
+    the API keys bound to that index."""
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
@@ -207,7 +211,13 @@ def create_app(
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     check_api_key(api_key)  # before the runs load: an empty key is a mistake, not "no key"
-    served = Served(runs)
+    index_keys = index_keys or {}
+    opened = {}
+    if indexes:
+        from genloom.serve.indexes import open_indexes
+
+        opened = open_indexes(indexes, index_keys)
+    served = Served(runs, indexes=bool(opened))
     scheduler = Scheduler(max_batch=max_batch, max_queue=max_queue, on_step=on_step)
 
     @asynccontextmanager
@@ -264,7 +274,8 @@ def create_app(
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), 500)
 
     # the API key, the body limit (chunked too), the content type and disconnects, before any route runs
-    app.add_middleware(Guard, api_key=api_key, max_body=MAX_BODY_BYTES, error_body=error_body)
+    bound = tuple(k for ks in index_keys.values() for k in ks)
+    app.add_middleware(Guard, api_key=api_key, max_body=MAX_BODY_BYTES, error_body=error_body, index_keys=bound)
 
     async def authorize(request: Request) -> None:  # the middleware checked already; kept for the schema's sake
         if api_key is not None and not key_matches(request.headers.get("authorization", ""), api_key):
@@ -326,6 +337,11 @@ def create_app(
             module, function = target.split(":")
             getattr(importlib.import_module(module), function)(server, handles)
         server.offer(handles, SAMPLES)
+
+    if opened:
+        from genloom.serve.indexes import add_index_routes
+
+        add_index_routes(server, opened, index_keys, api_key)
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:

@@ -27,6 +27,7 @@ from typing import Any
 from genloom.errors import UserError
 
 V1_PREFIX = "/v1/"
+INDEX_PREFIX = "/v1/indexes/"  # where a key bound to indexes is let through (the route checks which)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 ErrorBody = Callable[..., dict[str, Any]]  # error_body(status, message, param, code) of genloom.serve.app
@@ -47,10 +48,19 @@ def key_matches(authorization: str, api_key: str) -> bool:
 class Guard:
     """ASGI middleware: API key, body limit (chunked bodies included), content type, disconnects."""
 
-    def __init__(self, app: Any, *, api_key: str | None, max_body: int, error_body: ErrorBody) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        api_key: str | None,
+        max_body: int,
+        error_body: ErrorBody,
+        index_keys: tuple[str, ...] = (),
+    ) -> None:
         check_api_key(api_key)
         self.app = app
         self.api_key = api_key
+        self.index_keys = index_keys  # keys bound to indexes: they open /v1/indexes/ only (serve/indexes.py)
         self.max_body = max_body
         self.error_body = error_body
 
@@ -70,7 +80,11 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         v1 = scope["path"].startswith(V1_PREFIX)
-        if v1 and self.api_key is not None and not key_matches(headers.get("authorization", ""), self.api_key):
+        authorization = headers.get("authorization", "")
+        index_key = scope["path"].startswith(INDEX_PREFIX) and any(
+            key_matches(authorization, k) for k in self.index_keys
+        )
+        if v1 and self.api_key is not None and not key_matches(authorization, self.api_key) and not index_key:
             message = "missing or wrong API key: send the header 'Authorization: Bearer KEY'"
             await self._refuse(send, 401, message, "invalid_api_key")
             return
