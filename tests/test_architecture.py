@@ -38,7 +38,7 @@ ALLOWED = {
         "chat",
         "tune",
     },
-    "tune": {"chat", "config", "data", "errors", "evaluate", "generation", "models", "run", "tokenizers", "train"},
+    "tune": {"chat", "config", "data", "errors", "evaluate", "generation", "hf", "models", "run", "tokenizers", "train"},
     "chat": {"errors"},
     "masked_lm": {"data", "errors", "models", "tokenizers"},
     "cli": {"errors", "__init__", "serve"},
@@ -46,7 +46,7 @@ ALLOWED = {
     "__init__": {"api", "documents", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
     "documents": {"__init__", "errors", "lazy"},
     "lazy": set(),
-    "hf": {"errors", "config", "models", "tokenizers"},
+    "hf": {"errors", "config", "models", "tokenizers", "chat"},  # chat: an export's template as Jinja
     "gguf": {"errors", "models", "tokenizers", "chat", "hf"},
     "__main__": {"cli"},
 }
