@@ -88,6 +88,7 @@ def check_tools(tools: Any, field: str = "tools") -> list[Tool]:
         description = t.get("description") or ""
         if not isinstance(description, str):
             raise UserError(f"{where}.description: expected a string")
+        compile_schema(_arguments_schema(params), None, f"{where}.parameters")  # errors name this tool's field
         out.append(Tool(name, description, dict(params)))
     names = [t.name for t in out]
     dup = next((n for n in names if names.count(n) > 1), None)

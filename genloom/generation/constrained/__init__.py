@@ -94,6 +94,7 @@ def cached_grammar(
         _grammars.move_to_end(full)
         return hit
     grammar = TokenGrammar(build(), vocab, ends, description)
+    grammar.check_start()
     _grammars[full] = grammar
     if len(_grammars) > GRAMMAR_CACHE:
         _grammars.popitem(last=False)

@@ -246,12 +246,7 @@ class TokenGrammar:
             raise UserError(f"{description or 'the constraint'}: no output can satisfy it")
         self.automaton = Automaton(root)
         self.vocab = vocab
-        self.end_ids = sorted({int(i) for i in end_ids})
-        if not self.end_ids:
-            raise UserError(
-                "constrained decoding needs an end token (end-of-text or a chat end marker) to finish on; "
-                "this tokenizer has none"
-            )
+        self.end_ids = sorted({int(i) for i in end_ids})  # may be empty: the engine then ends a row when `done`
         self.end_mask = torch.zeros(vocab.size, dtype=torch.bool)
         self.end_mask[self.end_ids] = True
         self.description = description
@@ -319,9 +314,41 @@ class TokenGrammar:
         mask[torch.from_numpy(e.ids[e.dist <= limit])] = True
         return mask
 
+    def done(self, s: int) -> bool:
+        """Whether a row in state s is complete: it ended, or it accepts and no token may follow."""
+        if s == FINISHED:
+            return True
+        return s != DEAD and self.automaton.accepting(s) and self.entry(s).ids.size == 0
+
+    def check_start(self) -> None:
+        """Refuse a grammar whose first byte no token of this vocabulary can write (e.g. '{' missing
+        from a character vocabulary)."""
+        if not self.entry(self.automaton.start).ids.size and not self.automaton.accepting(self.automaton.start):
+            raise UserError(
+                f"{self.description or 'the constraint'}: the tokenizer has no token that can start the output; "
+                "use a byte-level BPE or a character tokenizer with byte_fallback"
+            )
+
+    def tracker(self) -> GrammarTracker:
+        return GrammarTracker(self)
+
     def matches(self, text: str) -> bool:
         """Whether `text` is a complete output of this grammar."""
         return self.automaton.matches(text.encode("utf-8"))
+
+
+class GrammarTracker:
+    """One row's state, pushed token by token by the engine, which ends the row once it is `done` (for a
+    tokenizer without an end token, that is the only way a constrained row ends early)."""
+
+    def __init__(self, grammar: TokenGrammar) -> None:
+        self.grammar = grammar
+        self.state = grammar.automaton.start
+
+    def push(self, token: int) -> bool:
+        """Advance by `token`; whether the output is now complete."""
+        self.state = self.grammar.advance(self.state, token)
+        return self.grammar.done(self.state)
 
 
 class GrammarProcessor:
@@ -350,6 +377,7 @@ class GrammarProcessor:
         generated = [tuple(row) for row in tokens[:, self.start :].tolist()]
         n = len(generated[0]) if generated else 0
         masks = torch.stack([self.grammar.allowed(self.state_of(row), self.max_new_tokens - n) for row in generated])
+        masks[~masks.any(dim=1)] = True  # a row that ended without an end token: its tokens are not used
         self.states = {row: self.states[row] for row in generated}  # the next call extends these
         V = logits.shape[-1]
         if masks.shape[1] != V:  # the model's rows beyond the tokenizer's ids are never allowed
