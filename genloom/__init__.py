@@ -44,6 +44,7 @@ _PUBLIC = {
         "train",
         "tune",
     ],
+    "genloom.agents": ["Agent", "AgentConfig", "AgentResult"],
     "genloom.errors": ["UserError"],
     "genloom.generation": ["Completion", "GenerationConfig"],
     "genloom.masked_lm": ["MaskedLanguageModel"],
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
         train,
         tune,
     )
+    from genloom.agents import Agent, AgentConfig, AgentResult
     from genloom.errors import UserError
     from genloom.generation import Completion, GenerationConfig
     from genloom.masked_lm import MaskedLanguageModel

@@ -43,7 +43,8 @@ ALLOWED = {
     "masked_lm": {"data", "errors", "models", "tokenizers"},
     "cli": {"errors", "__init__", "serve"},
     "serve": {"__init__", "errors", "generation", "chat"},
-    "__init__": {"api", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
+    "__init__": {"agents", "api", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
+    "agents": {"__init__", "chat", "errors", "generation"},  # the agent loop opens runs through the public API
     "lazy": set(),
     "hf": {"errors", "config", "models", "tokenizers"},
     "gguf": {"errors", "models", "tokenizers", "chat", "hf"},

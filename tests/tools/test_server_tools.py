@@ -5,15 +5,13 @@ uvicorn server on 127.0.0.1: every call parses and validates, streamed deltas ad
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import jsonschema_rs
 import pytest
 from pydantic import BaseModel
 
-import genloom as gl
-from tests.serve.conftest import API_KEY, start_server
+from tests.serve.conftest import API_KEY
 
 WEATHER = {
     "type": "function",
@@ -46,20 +44,9 @@ ADD = {
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-@pytest.fixture(scope="module")
-def bpe_run(tmp_path_factory: pytest.TempPathFactory, small_text: Path) -> Path:
-    """A barely trained GPT over a byte-level BPE (it has an end-of-text token) with room for a tools prompt."""
-    out = tmp_path_factory.mktemp("runs") / "tools-bpe"
-    sets = ["train.progress=false", "train.max_iters=2", "data.tokenizer=bpe", "data.vocab_size=400", "model.block_size=1024"]
-    gl.train("gpt", out=out, data=str(small_text), preset="debug", sets=sets)
-    return out
-
-
-@pytest.fixture(scope="module")
-def server(bpe_run: Path):
-    live = start_server([bpe_run], api_key=API_KEY, max_batch=4, max_queue=8)
-    yield live
-    live.stop()
+@pytest.fixture
+def server(tools_server):
+    return tools_server
 
 
 @pytest.fixture
