@@ -1,6 +1,7 @@
 """The agent loop: the model proposes calls, the program runs them, the results go back, until an answer.
 
-`Agent(model, tools=[...])` takes Python functions (their schemas come from `schema.py`) and a model: a
+`Agent(model, tools=[...])` takes Python functions (their schemas come from `schema.py`; the built-ins of
+`builtin.py` also by name: "calculator", "datetime", "files" with `folder=`) and a model: a
 loaded genloom language model, a run directory or model file (`gl.load` opens it), or the URL of any
 OpenAI-compatible chat endpoint. `run(task)` loops call → execute → observe and returns an `AgentResult`
 with the answer, why it stopped and the whole trace. What keeps the loop safe:
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from genloom.agents.builtin import builtin_tools
 from genloom.agents.schema import FunctionTool, function_tool
 from genloom.chat import stop_sequences
 from genloom.errors import UserError
@@ -179,16 +181,19 @@ class Agent:
     def __init__(
         self,
         model: Any,
-        tools: Sequence[Callable[..., Any] | FunctionTool],
+        tools: Sequence[Callable[..., Any] | FunctionTool | str],
         config: AgentConfig | None = None,
         *,
+        folder: str | Path | None = None,
         remote_model: str | None = None,
         api_key: str | None = None,
         **options: Any,
     ) -> None:
         if not tools:
-            raise UserError("Agent: give at least one tool (a Python function)")
-        self.tools = [function_tool(t) for t in tools]
+            raise UserError("Agent: give at least one tool (a Python function, or a built-in's name)")
+        named = [t for t in tools if isinstance(t, str)]  # built-ins by name: calculator, datetime, files
+        functions = iter(builtin_tools(named, folder))
+        self.tools = [function_tool(next(functions) if isinstance(t, str) else t) for t in tools]
         names = [t.tool.name for t in self.tools]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:

@@ -59,7 +59,8 @@ class SchemaLimits:
     max_fraction_digits: int = 15  # digits after a number's decimal point
     max_items: int = 64  # items of an array without maxItems
     max_free_properties: int = 16  # keys of an object without properties (additionalProperties, json_object)
-    max_depth: int = 8  # nesting of objects/arrays, and of $ref recursion
+    max_depth: int = 8  # nesting of objects/arrays
+    max_recursion: int = 3  # times a recursive $ref is unrolled (deeper branches are not generated)
     max_enum: int = 1000  # members of an enum
     max_nodes: int = 200_000  # sub-expressions of the compiled expression
     whitespace: bool = True  # allow one space after ':' and ','
@@ -427,8 +428,8 @@ class SchemaCompiler:
                 raise self.fail(f"{path}.$ref", f"{ref!r} names no definition")
             target = defs[name]
         seen = self.ref_depth.get(ref, 0)
-        if seen >= self.limits.max_depth:
-            return EMPTY  # recursion unrolled to the depth limit: deeper branches are not generated
+        if seen >= self.limits.max_recursion or depth + 1 > self.limits.max_depth:
+            return EMPTY  # recursion unrolled to its limit: deeper branches are not generated
         self.ref_depth[ref] = seen + 1
         try:
             rest = {k: v for k, v in schema.items() if k != "$ref"}
