@@ -35,7 +35,7 @@ from genloom.generation.constrained.regex import EMPTY, Node, alt, cat, rep
 DEAD = 0
 FINISHED = -1  # a row that produced its end token
 MAX_STATES = 200_000  # automaton states materialised before generation is refused (memory bound)
-ENTRY_CACHE = 4096  # per grammar: states whose token entries are kept
+ENTRY_CACHE = 4096  # per vocabulary: expressions whose token entries are kept (shared by every grammar)
 
 
 class Automaton:
@@ -160,15 +160,14 @@ def token_bytes(tokenizer: object) -> list[bytes | None]:
 
 
 class TokenVocabulary:
-    """A tokenizer's tokens as a byte trie, stored level by level for vectorised walks."""
+    """A tokenizer's tokens as a byte trie stored level by level (breadth first), so that a walk can go
+    down one level at a time for all live nodes at once: the children of a node are contiguous in the
+    next level (`starts`), in the order of their parents."""
 
     def __init__(self, pieces: Sequence[bytes | None]) -> None:
         self.size = len(pieces)
         self.pieces = list(pieces)
         children: list[dict[int, int]] = [{}]
-        depth_of: list[int] = [0]
-        parent_of: list[int] = [-1]
-        byte_of: list[int] = [0]
         end_node = np.full(self.size, -1, dtype=np.int64)
         for t, data in enumerate(pieces):
             if not data:
@@ -180,26 +179,34 @@ class TokenVocabulary:
                     nxt = len(children)
                     children.append({})
                     children[node][b] = nxt
-                    depth_of.append(depth_of[node] + 1)
-                    parent_of.append(node)
-                    byte_of.append(b)
                 node = nxt
             end_node[t] = node
-        depth = np.array(depth_of)
-        self.max_depth = int(depth.max()) if len(depth) > 1 else 0
-        # renumber nodes level by level: flat position = level offset + index within the level
-        order = np.argsort(depth, kind="stable")
-        flat_of = np.empty_like(order)
-        flat_of[order] = np.arange(len(order))
-        counts = np.bincount(depth, minlength=self.max_depth + 1)
-        self.offsets = np.concatenate(([0], np.cumsum(counts)))  # level d occupies offsets[d]:offsets[d+1]
-        parents = np.array(parent_of)
-        bytes_arr = np.array(byte_of)
-        self.levels: list[tuple[np.ndarray, np.ndarray]] = []  # per depth ≥ 1: (parent index in level d-1, byte)
-        for d in range(1, self.max_depth + 1):
-            nodes = order[self.offsets[d] : self.offsets[d + 1]]
-            parent_index = flat_of[parents[nodes]] - self.offsets[d - 1]
-            self.levels.append((parent_index.astype(np.int64), bytes_arr[nodes].astype(np.int64)))
+        # breadth-first renumbering: flat position of every node; per level, CSR offsets into the next one
+        flat_of = np.zeros(len(children), dtype=np.int64)
+        level = [0]
+        self.offsets = [0, 1]  # level d occupies offsets[d]:offsets[d+1]
+        self.starts: list[np.ndarray] = []  # per level d >= 1: (n_{d-1} + 1,) child ranges per parent
+        self.bytes: list[np.ndarray] = []  # per level d >= 1: (n_d,) each node's byte
+        while True:
+            nxt, starts, byte = [], [0], []
+            for node in level:
+                for b, child in sorted(children[node].items()):
+                    nxt.append(child)
+                    byte.append(b)
+                starts.append(len(nxt))
+            if not nxt:
+                break
+            base = self.offsets[-1]
+            for i, child in enumerate(nxt):
+                flat_of[child] = base + i
+            self.starts.append(np.array(starts, dtype=np.int64))
+            self.bytes.append(np.array(byte, dtype=np.int64))
+            self.offsets.append(base + len(nxt))
+            level = nxt
+        self.max_depth = len(self.bytes)
+        self.total = self.offsets[-1]
+        self.clamp_memo: dict[int, Node] = {}  # clamp_counts results for this vocabulary's depth (nodes are global)
+        self.entries: OrderedDict[int, Entry] = OrderedDict()  # node uid → its tokens (TokenGrammar.entry)
         self.valid = np.flatnonzero(end_node >= 0)  # token ids that have bytes
         self.token_flat = flat_of[end_node[self.valid]]  # their end node's flat position
 
@@ -233,7 +240,7 @@ class Entry:
 
     ids: np.ndarray  # (n,) int64
     dist: np.ndarray  # (n,) float64
-    mask: torch.Tensor  # (V,) bool: these ids, and the end tokens when the state accepts
+    mask: torch.Tensor  # (V,) bool: these ids
     most: float  # dist.max() (-inf without ids)
     least: float  # dist.min() (inf without ids)
 
@@ -247,12 +254,12 @@ class TokenGrammar:
         self.automaton = Automaton(root)
         self.vocab = vocab
         self.end_ids = sorted({int(i) for i in end_ids})  # may be empty: the engine then ends a row when `done`
-        self.end_mask = torch.zeros(vocab.size, dtype=torch.bool)
-        self.end_mask[self.end_ids] = True
+        end_mask = np.zeros(vocab.size, dtype=bool)  # numpy, not torch, builds masks: no thread-pool start-up
+        end_mask[self.end_ids] = True
+        self.end_mask = torch.from_numpy(end_mask)
         self.description = description
-        self.entries: OrderedDict[int, Entry] = OrderedDict()
+        self.accepting_masks: dict[int, torch.Tensor] = {}  # entry masks with the end tokens added
         self.canonical: dict[int, int] = {}  # state → the state whose entry it shares
-        self.clamp_memo: dict[int, Node] = {}
 
     @property
     def min_bytes(self) -> float:
@@ -264,29 +271,41 @@ class TokenGrammar:
         a, v = self.automaton, self.vocab
         c = self.canonical.get(s)
         if c is None:
-            c = a.state(clamp_counts(a.nodes[s], v.max_depth + 1, self.clamp_memo))
+            c = a.state(clamp_counts(a.nodes[s], v.max_depth + 1, v.clamp_memo))
             self.canonical[s] = c
-        e = self.entries.get(c)
+        key = a.nodes[c].uid  # the entry depends on the expression and the vocabulary only
+        e = v.entries.get(key)
         if e is not None:
-            self.entries.move_to_end(c)
+            v.entries.move_to_end(key)
             return e
-        level = np.array([c], dtype=np.int32)
-        flat = [level]
-        for parent, byte in v.levels:
-            prev = level[parent]
-            a.ensure(prev)
-            level = a.table[prev, byte]
-            flat.append(level)
-        ends_all = np.concatenate(flat)[v.token_flat]  # (n_valid,) state after each token
+        flat = np.zeros(v.total, dtype=np.int32)  # state at every trie node (DEAD unless reached)
+        flat[0] = c
+        live = np.zeros(1, dtype=np.int64)  # live nodes of the current level (indices within it)
+        states = np.array([c], dtype=np.int32)
+        for d in range(v.max_depth):  # down one level for every live node at once
+            starts = v.starts[d]
+            lo, counts = starts[live], starts[live + 1] - starts[live]
+            n = int(counts.sum())
+            if n == 0:
+                break
+            first = np.cumsum(counts) - counts  # where each parent's children begin in the gathered list
+            children = np.arange(n) - np.repeat(first - lo, counts)  # (n,) child indices within level d+1
+            parents = np.repeat(states, counts)
+            a.ensure(states)
+            nxt = a.table[parents, v.bytes[d][children]]
+            keep = nxt != DEAD
+            live, states = children[keep], nxt[keep]
+            flat[v.offsets[d + 1] + live] = states
+        ends_all = flat[v.token_flat]  # (n_valid,) state after each token
         alive = ends_all != DEAD
         ids = v.valid[alive]
         dist = a.dist[ends_all[alive]]
-        mask = self.end_mask.clone() if a.accepting(c) else torch.zeros(v.size, dtype=torch.bool)
-        mask[torch.from_numpy(ids)] = True
-        e = Entry(ids, dist, mask, float(dist.max()) if ids.size else -math.inf, float(dist.min()) if ids.size else math.inf)
-        self.entries[c] = e
-        if len(self.entries) > ENTRY_CACHE:
-            self.entries.popitem(last=False)
+        mask = np.zeros(v.size, dtype=bool)
+        mask[ids] = True
+        e = Entry(ids, dist, torch.from_numpy(mask), float(dist.max()) if ids.size else -math.inf, float(dist.min()) if ids.size else math.inf)
+        v.entries[key] = e
+        if len(v.entries) > ENTRY_CACHE:
+            v.entries.popitem(last=False)
         return e
 
     def advance(self, s: int, token: int) -> int:
@@ -309,10 +328,17 @@ class TokenGrammar:
         e = self.entry(s)
         limit = max(left - 1, e.least)
         if e.most <= limit:
-            return e.mask if e.ids.size or self.automaton.accepting(s) else self.end_mask
-        mask = self.end_mask.clone() if self.automaton.accepting(s) else torch.zeros(self.vocab.size, dtype=torch.bool)
-        mask[torch.from_numpy(e.ids[e.dist <= limit])] = True
-        return mask
+            if not self.automaton.accepting(s):
+                return e.mask if e.ids.size else self.end_mask
+            mask = self.accepting_masks.get(s)
+            if mask is None:
+                mask = self.accepting_masks[s] = e.mask | self.end_mask
+            return mask
+        mask = np.zeros(self.vocab.size, dtype=bool)
+        mask[e.ids[e.dist <= limit]] = True
+        if self.automaton.accepting(s):
+            mask[self.end_ids] = True
+        return torch.from_numpy(mask)
 
     def done(self, s: int) -> bool:
         """Whether a row in state s is complete: it ended, or it accepts and no token may follow."""
