@@ -175,7 +175,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         print(result.answer)
     print(f"[stopped: {result.stop_reason}{': ' + result.error if result.error else ''}; {len(result.steps)} steps, "
           f"{result.seconds:.1f} s]", file=sys.stderr)  # fmt: skip
-    return 0 if result.stop_reason == "answer" else 1
+    return 0  # the run ended (its stop reason is printed); bad input exits 2 before it starts
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
