@@ -156,7 +156,9 @@ def cmd_speed(args: argparse.Namespace) -> None:
         tools = check_tools(bfcl.item_tools(item))
         grammar = tool_grammar(tok, tools, "required", False)
         cfg = GenerationConfig(max_new_tokens=int(grammar.min_bytes) + 48, temperature=1.0, seed=i, grammar=grammar)
-        tokens += len(complete(model, [tok.encode(item.messages[-1]["content"])], cfg, tok.decode, tok.eos_id)[0].token_ids)
+        tokens += len(
+            complete(model, [tok.encode(item.messages[-1]["content"])], cfg, tok.decode, tok.eos_id)[0].token_ids
+        )
     total = time.perf_counter() - t0
     result["tiny"] = {
         "items": len(items),
@@ -284,7 +286,11 @@ def cmd_lmfe(args: argparse.Namespace) -> None:
         from importlib.metadata import version as pkg_version
 
         version = pkg_version("lm-format-enforcer")
-    print(json.dumps({"ms_per_token": round(1000 * statistics.mean(times), 3), "tokens_it_refused": rejected, "version": version}))
+    print(
+        json.dumps(
+            {"ms_per_token": round(1000 * statistics.mean(times), 3), "tokens_it_refused": rejected, "version": version}
+        )
+    )
 
 
 def lenient_calls(text: str) -> list[dict[str, Any]]:

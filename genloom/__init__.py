@@ -53,6 +53,7 @@ _PUBLIC = {
 __all__ = sorted([*(name for names in _PUBLIC.values() for name in names), "__version__"])
 
 if TYPE_CHECKING:
+    from genloom.agents import Agent, AgentConfig, AgentResult
     from genloom.api import (
         MODALITIES,
         Budget,
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
         train,
         tune,
     )
-    from genloom.agents import Agent, AgentConfig, AgentResult
     from genloom.errors import UserError
     from genloom.generation import Completion, GenerationConfig
     from genloom.masked_lm import MaskedLanguageModel

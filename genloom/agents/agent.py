@@ -113,7 +113,7 @@ class RemoteModel:
         if self.api_key:
             request.add_header("Authorization", f"Bearer {self.api_key}")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (the user's own URL)
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")[:300]
@@ -145,7 +145,10 @@ class RemoteModel:
 def _as_text(message: Mapping[str, Any]) -> dict[str, str]:
     """A message of the conversation as the role/content pair a chat template renders."""
     if message.get("tool_calls"):
-        return {"role": "assistant", "content": (message.get("content") or "") + render_call_message(message["tool_calls"])}
+        return {
+            "role": "assistant",
+            "content": (message.get("content") or "") + render_call_message(message["tool_calls"]),
+        }
     return {"role": str(message["role"]), "content": str(message.get("content") or "")}
 
 
@@ -160,7 +163,9 @@ def _open_model(model: Any, remote_model: str | None, api_key: str | None) -> Lo
         return model  # type: ignore[no-any-return]
     if hasattr(model, "chat") and hasattr(model, "tokenizer"):
         return LocalModel(model)
-    raise UserError(f"Agent: expected a loaded language model, a run path or an http(s) URL, got {type(model).__name__}")
+    raise UserError(
+        f"Agent: expected a loaded language model, a run path or an http(s) URL, got {type(model).__name__}"
+    )
 
 
 def _json_text(value: Any, limit: int) -> str:
@@ -193,7 +198,7 @@ class Agent:
             raise UserError("Agent: give at least one tool (a Python function, or a built-in's name)")
         named = [t for t in tools if isinstance(t, str)]  # built-ins by name: calculator, datetime, files
         functions = iter(builtin_tools(named, folder))
-        self.tools = [function_tool(next(functions) if isinstance(t, str) else t) for t in tools]
+        self.tools = [function_tool(next(functions)) if isinstance(t, str) else function_tool(t) for t in tools]
         names = [t.tool.name for t in self.tools]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
@@ -274,7 +279,9 @@ class Agent:
                 if isinstance(args, dict)
                 else "the arguments are not a JSON object"
             )
-            record["error"] = f"error: invalid arguments for {call.name}: {problems}. Its arguments follow this schema: {schema}"
+            record["error"] = (
+                f"error: invalid arguments for {call.name}: {problems}. Its arguments follow this schema: {schema}"
+            )
             return record
         t0 = time.monotonic()
         outcome: dict[str, Any] = {}

@@ -35,11 +35,8 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
 }
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    name: getattr(math, name)
-    for name in ("sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "log", "log10", "log2", "exp", "floor", "ceil",
-                 "degrees", "radians", "hypot", "gcd")  # fmt: skip
-}
+_MATH = ("sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "log", "log10", "log2", "exp", "floor", "ceil", "degrees")
+_FUNCTIONS: dict[str, Callable[..., Any]] = {name: getattr(math, name) for name in (*_MATH, "radians", "hypot", "gcd")}
 _FUNCTIONS.update({"abs": abs, "round": round, "min": min, "max": max})
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 

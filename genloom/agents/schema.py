@@ -62,7 +62,9 @@ def _type_schema(hint: Any, where: str) -> dict[str, Any]:
         if args and args[0] is not str:
             raise UserError(f"{where}: JSON object keys are strings; use dict[str, ...]")
         return {"type": "object", "additionalProperties": _type_schema(args[1], where) if args else True}
-    raise UserError(f"{where}: the type {hint!r} has no JSON Schema here; use int, float, str, bool, list, dict, Literal")
+    raise UserError(
+        f"{where}: the type {hint!r} has no JSON Schema here; use int, float, str, bool, list, dict, Literal"
+    )
 
 
 def _docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -83,13 +85,13 @@ def _docstring(doc: str) -> tuple[str, dict[str, str]]:
     return summary, params
 
 
-def function_tool(function: Callable[..., Any], name: str | None = None) -> FunctionTool:
+def function_tool(function: Callable[..., Any] | FunctionTool, name: str | None = None) -> FunctionTool:
     """The tool description of `function` (see the module docstring)."""
     if isinstance(function, FunctionTool):
         return function
     if not callable(function):
         raise UserError(f"tools: expected a function, got {type(function).__name__}")
-    name = name or getattr(function, "__name__", "")
+    name = str(name or getattr(function, "__name__", ""))
     if not NAME_PATTERN.match(name):
         raise UserError(f"tool {name!r}: a tool name is 1-64 characters from a-z, A-Z, 0-9, '_' and '-'")
     try:

@@ -183,7 +183,10 @@ def ast_match(item: Item, calls: Sequence[Mapping[str, Any]]) -> bool:
             (
                 i
                 for i, c in enumerate(calls)
-                if i not in used and c.get("name") == name and name in functions and call_matches(functions[name], c, args)
+                if i not in used
+                and c.get("name") == name
+                and name in functions
+                and call_matches(functions[name], c, args)
             ),
             None,
         )

@@ -214,5 +214,6 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
 def needs_history(processors: Sequence[Processor]) -> bool:
     """Whether any processor reads the tokens so far (the others look at the logits only)."""
     return any(
-        isinstance(p, RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | GrammarProcessor) for p in processors
+        isinstance(p, RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | GrammarProcessor)
+        for p in processors
     )

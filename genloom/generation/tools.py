@@ -125,7 +125,12 @@ def call_schema(tools: Sequence[Tool], parallel: bool = True, allow_none: bool =
         for t in tools
     ]
     item: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    return {"type": "array", "items": item, "minItems": 0 if allow_none else 1, "maxItems": MAX_PARALLEL if parallel else 1}
+    return {
+        "type": "array",
+        "items": item,
+        "minItems": 0 if allow_none else 1,
+        "maxItems": MAX_PARALLEL if parallel else 1,
+    }
 
 
 def _arguments_schema(parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -207,7 +207,7 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
                     ready = [await events.get()]
                     while not events.empty():  # a client slower than decoding gets several tokens per chunk
                         ready.append(events.get_nowait())
-                    out = []
+                    out: list[str] = []
                     for ev in merge(ready):
                         if ev.error is not None:
                             yield sse(error_body(400 if ev.user_error else 500, f"generation failed: {ev.error}"))

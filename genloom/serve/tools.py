@@ -77,7 +77,9 @@ def chat_messages(raw: list[Any]) -> list[dict[str, str]]:
                     )
             content = (content + render_call_message(m.tool_calls)) if content else render_call_message(m.tool_calls)
         if role == "tool" and m.content is None:
-            raise APIError(400, f"messages[{i}].content: a tool message needs the tool's result", f"messages.{i}.content")
+            raise APIError(
+                400, f"messages[{i}].content: a tool message needs the tool's result", f"messages.{i}.content"
+            )
         out.append({"role": role, "content": content})
     return out
 
@@ -94,7 +96,9 @@ def _tool_choice(choice: Any, tools: list[Tool]) -> str:
         return "auto"
     if isinstance(choice, str):
         if choice not in ("auto", "none", "required"):
-            raise APIError(400, f"tool_choice: expected 'auto', 'none', 'required' or a function, got {choice!r}", "tool_choice")
+            raise APIError(
+                400, f"tool_choice: expected 'auto', 'none', 'required' or a function, got {choice!r}", "tool_choice"
+            )
         return choice
     fn = choice.get("function") if isinstance(choice, dict) else None
     name = fn.get("name") if isinstance(fn, dict) else None
@@ -145,7 +149,9 @@ def plan(req: Any, lm: Any, stop: tuple[str, ...]) -> ToolPlan:
             return ToolPlan(messages, grammar_for(lm.tokenizer, json_schema=schema, stop=stop, field=field_name))
     except UserError as e:
         raise _bad(e, "response_format") from None
-    raise APIError(400, f"response_format.type: expected 'text', 'json_object' or 'json_schema', got {kind!r}", "response_format")
+    raise APIError(
+        400, f"response_format.type: expected 'text', 'json_object' or 'json_schema', got {kind!r}", "response_format"
+    )
 
 
 def answer(text: str, tools: list[Tool]) -> tuple[str | None, list[ToolCall]]:
@@ -209,7 +215,12 @@ class ToolStream:
                 deltas.append(
                     {
                         "tool_calls": [
-                            {"index": self.index, "id": call.id, "type": "function", "function": {"name": name, "arguments": ""}}
+                            {
+                                "index": self.index,
+                                "id": call.id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
                         ]
                     }
                 )

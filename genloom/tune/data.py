@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from genloom.chat import TOOL_RESULT, ChatTemplate, check_messages
-from genloom.generation.tools import render_call_message
 from genloom.data.files import read_data_file
 from genloom.errors import UserError
+from genloom.generation.tools import render_call_message
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,12 @@ def _fn(name: str, description: str, props: dict[str, Any], required: Sequence[s
         "function": {
             "name": name,
             "description": description,
-            "parameters": {"type": "object", "properties": props, "required": list(required), "additionalProperties": False},
+            "parameters": {
+                "type": "object",
+                "properties": props,
+                "required": list(required),
+                "additionalProperties": False,
+            },
         },
         "ask": ask,  # how a user asks for it: {arg} placeholders
     }
@@ -132,18 +137,26 @@ def demonstrations(
         system = {"role": "system", "content": tools_prompt(specs)}
         if rng.random() < decline:
             user = rng.choice(OFF_TOPIC)
-            records.append({"messages": [system, {"role": "user", "content": user}, {"role": "assistant", "content": DECLINE}]})
+            records.append(
+                {"messages": [system, {"role": "user", "content": user}, {"role": "assistant", "content": DECLINE}]}
+            )
             continue
         target = rng.choice(chosen)
         params = target["function"]["parameters"]["properties"]
         args = {name: _value(name, schema, rng) for name, schema in params.items()}
-        ask = target.get("ask") or f"Please use {target['function']['name']} with " + ", ".join(f"{k}={{{k}}}" for k in args)
+        ask = target.get("ask") or f"Please use {target['function']['name']} with " + ", ".join(
+            f"{k}={{{k}}}" for k in args
+        )
         user = ask.format(**args)
-        call = ToolCall(target["function"]["name"], json.dumps(args, ensure_ascii=False), f"call_{rng.getrandbits(64):016x}")
-        assistant = {
+        call = ToolCall(
+            target["function"]["name"], json.dumps(args, ensure_ascii=False), f"call_{rng.getrandbits(64):016x}"
+        )
+        assistant: dict[str, Any] = {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}],
+            "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            ],
         }
         records.append({"messages": [system, {"role": "user", "content": user}, assistant]})
     return records

@@ -48,7 +48,13 @@ def bpe_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = out.parent / "corpus.txt"
     corpus.write_text((DATA_DIR / "tinyshakespeare" / "input.txt").read_text()[:200_000])
     sets = ["train.progress=false", "train.max_iters=2", "data.tokenizer=bpe", "data.vocab_size=400"]
-    gl.train("gpt", out=out, data=str(corpus), preset="debug", sets=[*sets, "model.block_size=4096", "model.pos_encoding=rope"])
+    gl.train(
+        "gpt",
+        out=out,
+        data=str(corpus),
+        preset="debug",
+        sets=[*sets, "model.block_size=4096", "model.pos_encoding=rope"],
+    )
     return out
 
 

@@ -83,7 +83,7 @@ def test_call_execute_observe_answer():
     model = Scripted(call("weather", city="Paris"), "It is 21 degrees in Paris.")
     result = gl.Agent(model, tools=[weather]).run("Weather in Paris?")
     assert result.stop_reason == "answer" and result.answer == "It is 21 degrees in Paris."
-    (step, last) = result.steps
+    (step, _last) = result.steps
     assert step.calls[0]["name"] == "weather" and json.loads(step.calls[0]["result"])["temperature"] == 21
     tool_message = model.seen[1][-1]
     assert tool_message["role"] == "tool" and "21" in tool_message["content"]

@@ -11,12 +11,19 @@ from genloom.cli import main
 
 
 def test_sample_with_a_schema(bpe_run, capsys, tmp_path):
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
     out = tmp_path / "s.txt"
     assert main(["sample", str(bpe_run), "--prompt", "", "--json-schema", json.dumps(schema), "--max-new-tokens", "30",
                  "--seed", "0", "--out", str(out)]) == 0  # fmt: skip
     assert json.loads(out.read_text().strip()) in ({"ok": True}, {"ok": False})
-    assert main(["sample", str(bpe_run), "--prompt", "x", "--choice", "left", "--choice", "right", "--out", str(out)]) == 0
+    assert (
+        main(["sample", str(bpe_run), "--prompt", "x", "--choice", "left", "--choice", "right", "--out", str(out)]) == 0
+    )
     assert out.read_text().strip() in ("xleft", "xright")
 
 

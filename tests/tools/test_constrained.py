@@ -200,5 +200,5 @@ def test_generate_api_refuses_two_constraints(bpe_run):
     lm = gl.load(bpe_run)
     with pytest.raises(UserError, match="give one constraint"):
         lm.generate("x", json_schema=SCHEMA, regex="a")
-    with pytest.raises(UserError, match="json_schema.properties.x.not"):
+    with pytest.raises(UserError, match=r"json_schema\.properties\.x\.not"):
         lm.generate("x", json_schema={"type": "object", "properties": {"x": {"not": {}}}})

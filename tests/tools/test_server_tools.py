@@ -99,7 +99,11 @@ def test_tool_messages_in_the_history(client):
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 21}'},
@@ -160,15 +164,46 @@ BAD = [
     ({"tools": [{"type": "function", "function": {"name": "get weather"}}]}, "tools[0].function.name"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
     (
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string", "not": {}}}}}}]},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "parameters": {"type": "object", "properties": {"x": {"type": "string", "not": {}}}},
+                    },
+                }
+            ]
+        },
         "tools[0].function.parameters.properties.x.not",
     ),
     (
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"enum": list(range(10_000))}}}}}]},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "parameters": {"type": "object", "properties": {"x": {"enum": list(range(10_000))}}},
+                    },
+                }
+            ]
+        },
         "tools[0].function.parameters.properties.x.enum",
     ),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}}, "response_format"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(a"}}}}, "response_format.json_schema.schema.pattern"),
+    (
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}},
+        "response_format",
+    ),
+    (
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(a"}},
+            }
+        },
+        "response_format.json_schema.schema.pattern",
+    ),
     ({"response_format": {"type": "yaml"}}, "response_format"),
     ({"tool_choice": "required"}, "tool_choice"),
 ]
@@ -177,7 +212,9 @@ BAD = [
 @pytest.mark.parametrize("extra,param", BAD)
 def test_bad_tools_and_formats_are_400s_naming_the_field(server, extra, param):
     body = {"model": "tools-bpe", "messages": ASK, "max_tokens": 5, **extra}
-    r = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    r = httpx.post(
+        f"{server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+    )
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"].startswith(param.split(".")[0]) and param in error["message"] + error["param"], error

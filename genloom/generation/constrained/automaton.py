@@ -55,7 +55,9 @@ class Automaton:
         if i is None:
             i = len(self.nodes)
             if i >= MAX_STATES:
-                raise UserError(f"the constraint's automaton grew past {MAX_STATES} states; simplify the schema/pattern")
+                raise UserError(
+                    f"the constraint's automaton grew past {MAX_STATES} states; simplify the schema/pattern"
+                )
             if i >= len(self.computed):
                 self._grow()
             self.nodes.append(node)
@@ -155,7 +157,9 @@ def token_bytes(tokenizer: object) -> list[bytes | None]:
         elif "ByteFallback" in kinds and len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
             out[i] = bytes([int(text[3:5], 16)])
         else:
-            out[i] = text.replace("▁", " ").encode("utf-8") if "Metaspace" in kinds or "Replace" in kinds else text.encode()
+            out[i] = (
+                text.replace("▁", " ").encode("utf-8") if "Metaspace" in kinds or "Replace" in kinds else text.encode()
+            )
     return out
 
 
@@ -188,21 +192,23 @@ class TokenVocabulary:
         self.starts: list[np.ndarray] = []  # per level d >= 1: (n_{d-1} + 1,) child ranges per parent
         self.bytes: list[np.ndarray] = []  # per level d >= 1: (n_d,) each node's byte
         while True:
-            nxt, starts, byte = [], [0], []
-            for node in level:
-                for b, child in sorted(children[node].items()):
-                    nxt.append(child)
+            below: list[int] = []
+            starts: list[int] = [0]
+            byte: list[int] = []
+            for parent in level:
+                for b, child in sorted(children[parent].items()):
+                    below.append(child)
                     byte.append(b)
-                starts.append(len(nxt))
-            if not nxt:
+                starts.append(len(below))
+            if not below:
                 break
             base = self.offsets[-1]
-            for i, child in enumerate(nxt):
+            for i, child in enumerate(below):
                 flat_of[child] = base + i
             self.starts.append(np.array(starts, dtype=np.int64))
             self.bytes.append(np.array(byte, dtype=np.int64))
-            self.offsets.append(base + len(nxt))
-            level = nxt
+            self.offsets.append(base + len(below))
+            level = below
         self.max_depth = len(self.bytes)
         self.total = self.offsets[-1]
         self.clamp_memo: dict[int, Node] = {}  # clamp_counts results for this vocabulary's depth (nodes are global)
@@ -302,7 +308,13 @@ class TokenGrammar:
         dist = a.dist[ends_all[alive]]
         mask = np.zeros(v.size, dtype=bool)
         mask[ids] = True
-        e = Entry(ids, dist, torch.from_numpy(mask), float(dist.max()) if ids.size else -math.inf, float(dist.min()) if ids.size else math.inf)
+        e = Entry(
+            ids,
+            dist,
+            torch.from_numpy(mask),
+            float(dist.max()) if ids.size else -math.inf,
+            float(dist.min()) if ids.size else math.inf,
+        )
         v.entries[key] = e
         if len(v.entries) > ENTRY_CACHE:
             v.entries.popitem(last=False)
@@ -334,11 +346,11 @@ class TokenGrammar:
             if mask is None:
                 mask = self.accepting_masks[s] = e.mask | self.end_mask
             return mask
-        mask = np.zeros(self.vocab.size, dtype=bool)
-        mask[e.ids[e.dist <= limit]] = True
+        chosen = np.zeros(self.vocab.size, dtype=bool)
+        chosen[e.ids[e.dist <= limit]] = True
         if self.automaton.accepting(s):
-            mask[self.end_ids] = True
-        return torch.from_numpy(mask)
+            chosen[self.end_ids] = True
+        return torch.from_numpy(chosen)
 
     def done(self, s: int) -> bool:
         """Whether a row in state s is complete: it ended, or it accepts and no token may follow."""

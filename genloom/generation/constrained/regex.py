@@ -285,7 +285,12 @@ def _utf8_seqs(lo: int, hi: int, k: int, lead: int) -> list[list[tuple[int, int]
     return out
 
 
-_UTF8_LENGTHS = ((0, 0x7F, 0, 0x00), (0x80, 0x7FF, 1, 0xC0), (0x800, 0xFFFF, 2, 0xE0), (0x10000, MAX_CODEPOINT, 3, 0xF0))
+_UTF8_LENGTHS = (
+    (0, 0x7F, 0, 0x00),
+    (0x80, 0x7FF, 1, 0xC0),
+    (0x800, 0xFFFF, 2, 0xE0),
+    (0x10000, MAX_CODEPOINT, 3, 0xF0),
+)
 
 
 def codepoints(ranges: Iterable[tuple[int, int]]) -> Node:
@@ -423,7 +428,9 @@ class _Parser:
             self.i += 1
             if self.p.startswith("?:", self.i):
                 self.i += 2
-            elif self.p.startswith("?P<", self.i) or self.p.startswith("?<", self.i) and self.p[self.i + 2] not in "=!":
+            elif self.p.startswith("?P<", self.i) or (
+                self.p.startswith("?<", self.i) and self.p[self.i + 2] not in "=!"
+            ):
                 self.i = self.p.index(">", self.i) + 1  # a named group matches what its body matches
             elif self.peek() == "?":
                 raise self.fail("a look-around or inline flag (not a regular language, or not supported)")

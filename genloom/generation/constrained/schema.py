@@ -206,9 +206,9 @@ class SchemaCompiler:
     def check_keywords(self, schema: dict[str, Any], types: list[str], path: str) -> None:
         """A keyword for a type the schema does not allow changes nothing; one for the only types present
         must be enforceable (e.g. minimum on a number is not)."""
-        if ("minimum" in schema or "maximum" in schema or "exclusiveMinimum" in schema or "exclusiveMaximum" in schema) and (
-            "number" in types
-        ):
+        if (
+            "minimum" in schema or "maximum" in schema or "exclusiveMinimum" in schema or "exclusiveMaximum" in schema
+        ) and ("number" in types):
             key = next(k for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema)
             raise self.fail(f"{path}.{key}", f"{key!r} on a number cannot be enforced (it can on an integer)")
 
@@ -253,17 +253,21 @@ class SchemaCompiler:
         return integer_range(lo, hi)
 
     def string(self, schema: dict[str, Any], path: str) -> Node:
-        lo = self.count(schema, "minLength", 0, path)
+        lo = self.count(schema, "minLength", 0, path) or 0
         hi = self.count(schema, "maxLength", None, path)
         if hi is None:
             hi = max(self.limits.max_string_length, lo)
         if "pattern" in schema or "format" in schema:
             if "minLength" in schema or "maxLength" in schema:
-                raise self.fail(f"{path}.pattern", "pattern (or format) together with minLength/maxLength cannot be enforced")
+                raise self.fail(
+                    f"{path}.pattern", "pattern (or format) together with minLength/maxLength cannot be enforced"
+                )
             if "format" in schema:
                 fmt = schema["format"]
                 if fmt not in FORMATS:
-                    raise self.fail(f"{path}.format", f"the format {fmt!r} cannot be enforced; supported: {', '.join(FORMATS)}")
+                    raise self.fail(
+                        f"{path}.format", f"the format {fmt!r} cannot be enforced; supported: {', '.join(FORMATS)}"
+                    )
                 return json_string(pattern=parse_regex(FORMATS[fmt]))
             pattern = schema["pattern"]
             node = _unescaped(parse_regex(pattern, f"{self.field}{path}.pattern"), {})
@@ -376,13 +380,17 @@ class SchemaCompiler:
     def any_value(self, depth: int) -> Node:
         """Any JSON value, nested at most to the depth limit (JSON mode)."""
         lim = self.limits
-        scalars = alt(json_string(0, lim.max_string_length), json_number(lim), literal("true"), literal("false"), literal("null"))
+        scalars = alt(
+            json_string(0, lim.max_string_length), json_number(lim), literal("true"), literal("false"), literal("null")
+        )
         if depth >= lim.max_depth:
             return scalars
         inner = self.any_value(depth + 1)
         array = cat(literal("["), opt(cat(inner, rep(cat(self.comma, inner), 0, lim.max_items - 1))), literal("]"))
         pair = cat(json_string(1, 64), self.colon, inner)
-        obj = cat(literal("{"), opt(cat(pair, rep(cat(self.comma, pair), 0, lim.max_free_properties - 1))), literal("}"))
+        obj = cat(
+            literal("{"), opt(cat(pair, rep(cat(self.comma, pair), 0, lim.max_free_properties - 1))), literal("}")
+        )
         return alt(scalars, array, obj)
 
     def constant(self, value: Any, path: str) -> Node:
@@ -417,8 +425,12 @@ class SchemaCompiler:
 
     def ref(self, schema: dict[str, Any], path: str, depth: int) -> Node:
         ref = schema["$ref"]
-        if not isinstance(ref, str) or not (ref.startswith("#/$defs/") or ref.startswith("#/definitions/") or ref == "#"):
-            raise self.fail(f"{path}.$ref", f"only local references (#, #/$defs/..., #/definitions/...) are supported, got {ref!r}")
+        if not isinstance(ref, str) or not (
+            ref.startswith("#/$defs/") or ref.startswith("#/definitions/") or ref == "#"
+        ):
+            raise self.fail(
+                f"{path}.$ref", f"only local references (#, #/$defs/..., #/definitions/...) are supported, got {ref!r}"
+            )
         target: Any = self.root
         if ref != "#":
             section, _, name = ref[2:].partition("/")
