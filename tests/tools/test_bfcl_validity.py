@@ -13,7 +13,7 @@ from genloom.evaluate import bfcl
 from genloom.generation import GenerationConfig, complete
 from genloom.generation.tools import CALL_CLOSE, check_tools, parse_calls, tool_grammar
 
-STRIDE = 4
+STRIDE = 8
 
 
 def valid_call(text: str, tools: list, parallel: bool) -> bool:

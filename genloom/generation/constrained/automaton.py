@@ -35,6 +35,8 @@ from genloom.generation.constrained.regex import EMPTY, Node, alt, cat, rep
 DEAD = 0
 FINISHED = -1  # a row that produced its end token
 MAX_STATES = 200_000  # automaton states materialised before generation is refused (memory bound)
+MAX_TOKEN_BYTES = 32  # longer tokens (runs of spaces or dashes) are never allowed under a constraint: shorter
+# ones write the same bytes, and a shallower trie makes each walk cheaper and lets more states share an entry
 ENTRY_CACHE = 4096  # per vocabulary: expressions whose token entries are kept (shared by every grammar)
 
 
@@ -92,12 +94,12 @@ class Automaton:
         return s > DEAD and self.nodes[s].nullable
 
     def walk(self, s: int, data: bytes) -> int:
+        """The state after `data`. A state whose row is not built takes one derivative per byte instead of
+        building its row (advancing a row through a long string would otherwise build a row per character)."""
         for b in data:
             if s == DEAD:
                 return DEAD
-            if not self.computed[s]:
-                self._fill(s)
-            s = int(self.table[s, b])
+            s = int(self.table[s, b]) if self.computed[s] else self.state(self.nodes[s].derive(b))
         return s
 
     def matches(self, data: bytes) -> bool:
@@ -174,7 +176,8 @@ class TokenVocabulary:
         children: list[dict[int, int]] = [{}]
         end_node = np.full(self.size, -1, dtype=np.int64)
         for t, data in enumerate(pieces):
-            if not data:
+            if not data or len(data) > MAX_TOKEN_BYTES:
+                self.pieces[t] = None
                 continue
             node = 0
             for b in data:
