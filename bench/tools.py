@@ -364,6 +364,10 @@ def cmd_accuracy(args: argparse.Namespace) -> None:
                 cfg = GenerationConfig(max_new_tokens=args.max_tokens, temperature=0, stop=stops, grammar=grammar)
                 rows[i] = batcher.add(ids, cfg)
             batcher.step()
+            done = sum(r.finished for r in rows.values())
+            if done and done % 10 == 0 and not getattr(batcher, "_said", 0) == done:
+                batcher._said = done  # type: ignore[attr-defined]
+                print(f"  {mode}: {done}/{len(items)} answered, {time.perf_counter() - t0:.0f} s", flush=True)
         for i, item in enumerate(items):
             calls = lenient_calls(rows[i].completion().text)
             results[mode].append(bfcl.ast_match(item, calls))

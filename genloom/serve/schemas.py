@@ -101,10 +101,18 @@ class CompletionRequest(SamplingFields):
 
 class ChatMessage(Strict):
     role: Literal["system", "user", "assistant", "developer", "tool"]  # "developer" is rendered as "system"
-    content: PromptText | Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None  # text or "text" parts
+    content: PromptText | Annotated[list[dict[str, Any]], Field(max_length=64)] | None  # text or "text" parts
     name: str | None = Field(None, max_length=64)  # accepted, unused
     tool_calls: Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None  # an assistant turn's calls
     tool_call_id: str | None = Field(None, max_length=200)  # the call a tool message answers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _calls_need_no_content(cls, data: Any) -> Any:
+        """An assistant turn that only made calls may leave `content` out (OpenAI's rule); others need it."""
+        if isinstance(data, dict) and "content" not in data and data.get("tool_calls"):
+            return {**data, "content": None}
+        return data
 
 
 class ChatCompletionRequest(SamplingFields):
