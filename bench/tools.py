@@ -29,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -208,9 +209,10 @@ def cmd_speed(args: argparse.Namespace) -> None:
             used = 0.0
     result["ours_ms_per_token"] = round(1000 * statistics.mean(ours[0]), 3)
     result["ours_ms_per_token_later"] = round(1000 * statistics.mean(x for k in ours[1:] for x in k), 3)
-    seq_file = OUT / "tools_sequences.json"
-    OUT.mkdir(exist_ok=True)
-    seq_file.write_text(json.dumps({"tokenizer": str(smollm2_tokenizer_dir(lm)), "sequences": sequences}))
+    scratch = Path(tempfile.mkdtemp(prefix="genloom-tools-bench-"))  # what the peer reads (not kept)
+    seq_file = scratch / "sequences.json"
+    lm.tokenizer.hf.save(str(scratch / "tokenizer.json"))
+    seq_file.write_text(json.dumps({"tokenizer": str(scratch), "sequences": sequences}))
     python = args.peer_python or os.environ.get("LMFE_PYTHON") or sys.executable
     out = subprocess.run([python, __file__, "lmfe", str(seq_file)], capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -251,14 +253,6 @@ def cmd_speed(args: argparse.Namespace) -> None:
     }
     print("smollm2", result["smollm2"], flush=True)
     save("speed", result)
-
-
-def smollm2_tokenizer_dir(lm: Any) -> Path:
-    """SmolLM2's tokenizer.json, written for the peer (it loads a transformers tokenizer from it)."""
-    directory = OUT / "smollm2_tokenizer"
-    directory.mkdir(parents=True, exist_ok=True)
-    lm.tokenizer.hf.save(str(directory / "tokenizer.json"))
-    return directory
 
 
 def cmd_lmfe(args: argparse.Namespace) -> None:
