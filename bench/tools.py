@@ -348,6 +348,7 @@ def cmd_accuracy(args: argparse.Namespace) -> None:
         batcher = ContinuousBatcher(lm.model, lm.tokenizer.decode, lm.tokenizer.eos_id, max_batch=args.batch)
         pending = list(enumerate(items))
         rows: dict[int, Any] = {}
+        said = 0
         while pending or batcher.rows:
             while pending and batcher.free > 0:
                 i, item = pending.pop(0)
@@ -359,8 +360,8 @@ def cmd_accuracy(args: argparse.Namespace) -> None:
                 rows[i] = batcher.add(ids, cfg)
             batcher.step()
             done = sum(r.finished for r in rows.values())
-            if done and done % 10 == 0 and not getattr(batcher, "_said", 0) == done:
-                batcher._said = done  # type: ignore[attr-defined]
+            if done >= said + 10:
+                said = done
                 print(f"  {mode}: {done}/{len(items)} answered, {time.perf_counter() - t0:.0f} s", flush=True)
         for i, item in enumerate(items):
             calls = lenient_calls(rows[i].completion().text)
