@@ -45,6 +45,7 @@ _PUBLIC = {
         "tune",
     ],
     "genloom.documents": ["Index", "IndexConfig"],
+    "genloom.agents": ["Agent", "AgentConfig", "AgentResult"],
     "genloom.errors": ["UserError"],
     "genloom.generation": ["Completion", "GenerationConfig"],
     "genloom.masked_lm": ["MaskedLanguageModel"],
@@ -53,6 +54,7 @@ _PUBLIC = {
 __all__ = sorted([*(name for names in _PUBLIC.values() for name in names), "__version__"])
 
 if TYPE_CHECKING:
+    from genloom.agents import Agent, AgentConfig, AgentResult
     from genloom.api import (
         MODALITIES,
         Budget,

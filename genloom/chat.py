@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 from genloom.errors import UserError
 
 CHAT_TEMPLATE = "chat_template.json"  # in the run directory
-ROLES = ("system", "user", "assistant")
+TOOL_RESULT = "Tool result: "  # how genloom's own template and the plain rendering introduce a tool's result
+ROLES = ("system", "user", "assistant", "tool")  # "tool": a tool's result, answering the assistant's call
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,14 @@ class ChatTemplate:
         return [self.system, self.user, self.assistant, self.end]
 
     def marker(self, role: str) -> str:
-        return {"system": self.system, "user": self.user, "assistant": self.assistant}[role]
+        """A tool's result comes back in a user turn that says so (the template has no tool marker)."""
+        return {"system": self.system, "user": self.user, "assistant": self.assistant, "tool": self.user}[role]
 
     def render(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
-        text = "".join(f"{self.marker(m['role'])}{m['content']}{self.end}\n" for m in check_messages(messages))
+        text = "".join(
+            f"{self.marker(m['role'])}{TOOL_RESULT if m['role'] == 'tool' else ''}{m['content']}{self.end}\n"
+            for m in check_messages(messages)
+        )
         return text + (self.assistant if add_generation_prompt else "")
 
     def save(self, run_dir: str | Path) -> Path:
@@ -173,7 +178,10 @@ def check_messages(messages: Sequence[Mapping[str, str]]) -> list[Mapping[str, s
 
 def render_plain(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
     """A base run's rendering: `Role: content` lines, then `Assistant:` for the model to continue."""
-    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in check_messages(messages))
+    text = "".join(
+        f"{'User: ' + TOOL_RESULT if m['role'] == 'tool' else m['role'].capitalize() + ': '}{m['content']}\n"
+        for m in check_messages(messages)
+    )
     return text + ("Assistant:" if add_generation_prompt else "")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
@@ -99,6 +100,10 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
         "context_overflow": "truncate" if args.truncate else "error",
         "compile": args.compile,
     }
+    for flag in ("json_schema", "regex", "choice"):  # `sample`'s constraints (docs/tools.md)
+        value = getattr(args, flag, None)
+        if value:
+            options[flag] = _json_schema_arg(value) if flag == "json_schema" else value
     if args.logprobs is not None:
         options |= {"logprobs": True, "top_logprobs": args.logprobs}
     return options
@@ -120,6 +125,57 @@ def _read_prompts(path: str) -> list[str]:
     if not prompts:
         raise UserError(f"--prompts-file {path}: no prompts (one per line expected)")
     return prompts
+
+
+def _json_schema_arg(value: str) -> Any:
+    """--json-schema: inline JSON, or a file holding it."""
+    import json
+
+    from genloom.errors import UserError
+
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text()
+        except OSError as e:
+            raise UserError(f"--json-schema {value}: cannot read it ({e.strerror})") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise UserError(f"--json-schema {value}: not JSON ({e})") from None
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    import genloom as gl
+
+    if not args.tool:
+        print("genloom agent: give at least one --tool (calculator, datetime, files)", file=sys.stderr)
+        return EXIT_USAGE
+    agent = gl.Agent(
+        args.run,
+        tools=args.tool,
+        folder=args.folder,
+        remote_model=args.model,
+        api_key=args.api_key,
+        max_steps=args.max_steps,
+        time_budget=args.time_budget,
+        tool_timeout=args.tool_timeout,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    result = agent.run(args.task)
+    if args.trace:
+        for i, step in enumerate(result.steps, 1):
+            print(f"[{i}] model ({step.seconds:.1f} s): {step.text}")
+            for c in step.calls:
+                outcome = c.get("result", c.get("error"))
+                print(f"    {c['name']}({c['arguments']}) -> {outcome}")
+    if result.answer is not None:
+        print(result.answer)
+    print(f"[stopped: {result.stop_reason}{': ' + result.error if result.error else ''}; {len(result.steps)} steps, "
+          f"{result.seconds:.1f} s]", file=sys.stderr)  # fmt: skip
+    return 0  # the run ended (its stop reason is printed); bad input exits 2 before it starts
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -451,7 +507,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance-scale", type=float, default=None, help="images (diffusion): guidance w")
     p.add_argument("--where", default=None, help="tables: keep rows meeting COLUMN=VALUE[,COLUMN=VALUE...]")
     p.add_argument("--out", default=None, help="file to write (images: a PNG grid, default RUN/samples/sample.png)")
+    p.add_argument("--json-schema", default=None, metavar="JSON|FILE", help="text: output JSON valid under this schema")
+    p.add_argument("--regex", default=None, help="text: output matching this regular expression")
+    p.add_argument("--choice", action="append", default=None, metavar="TEXT", help="text: output one of these (repeat)")
     p.set_defaults(handler=_cmd_sample)
+
+    p = sub.add_parser("agent", help="a model with tools works on a task: call, run, observe (docs/tools.md)")
+    p.add_argument("run", help="run directory, model file, or the http(s) URL of an OpenAI-compatible endpoint")
+    p.add_argument("task", help="what to do, e.g. 'What is 17 * 23?'")
+    p.add_argument("--tool", action="append", default=[], metavar="NAME", help="calculator, datetime, files (repeat)")
+    p.add_argument("--folder", default=None, help="the folder the files tool may read")
+    p.add_argument("--max-steps", type=int, default=8, help="model turns before giving up")
+    p.add_argument("--time-budget", type=float, default=120.0, help="seconds for the whole task")
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="seconds one tool call may take")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per model turn")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--model", default=None, help="endpoint: the model id (default: the first it lists)")
+    p.add_argument("--api-key", default=None, help="endpoint: its API key")
+    p.add_argument("--trace", action="store_true", help="print every model turn and tool call")
+    p.set_defaults(handler=_cmd_agent)
 
     p = sub.add_parser("chat", help="interactive REPL with streaming output (the run's chat template, if tuned)")
     p.add_argument("run", help="run directory, or a Hugging Face model directory")
@@ -598,6 +673,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": _cmd_index,
     "search": _cmd_search,
     "ask": _cmd_ask,
+    "agent": _cmd_agent,
 }
 
 

@@ -43,8 +43,9 @@ ALLOWED = {
     "masked_lm": {"data", "errors", "models", "tokenizers"},
     "cli": {"errors", "__init__", "serve"},
     "serve": {"__init__", "errors", "generation", "chat"},
-    "__init__": {"api", "documents", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
+    "__init__": {"agents", "api", "documents", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
     "documents": {"__init__", "errors", "lazy"},
+    "agents": {"__init__", "chat", "errors", "generation"},  # the agent loop opens runs through the public API
     "lazy": set(),
     "hf": {"errors", "config", "models", "tokenizers", "chat"},  # chat: an export's template as Jinja
     "gguf": {"errors", "models", "tokenizers", "chat", "hf"},

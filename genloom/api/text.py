@@ -44,6 +44,7 @@ from genloom.data.text import (
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
 from genloom.generation import Completion, GenerationConfig, complete, stream
+from genloom.generation.constrained import bind
 from genloom.masked_lm import MaskedLanguageModel, Pooling, masked_batches
 from genloom.models import Family, bert, get_family
 from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_pretrained_tokenizer, load_tokenizer
@@ -335,12 +336,12 @@ class LanguageModel:
             if "max_new_tokens" in options and options["max_new_tokens"] is not None:
                 raise UserError("give max_new_tokens or max_length (prompt included), not both")
             options["max_new_tokens"] = max(0, int(max_length) - max(len(i) for i in ids))
-        cfg = generation_config(**options)
+        cfg = bind(generation_config(**options), self.tokenizer)
         return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Yield the continuation of `prompt` in pieces as they are decided (whole characters only)."""
-        cfg = generation_config(**options)
+        cfg = bind(generation_config(**options), self.tokenizer)
         return stream(self.model, self._ids(prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
     def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
@@ -451,6 +452,8 @@ def generation_config(**options: Any) -> GenerationConfig:
             options[key] = (options[key],)
         elif options.get(key) is not None:
             options[key] = tuple(options[key])
+    if options.get("choice") is not None and not isinstance(options["choice"], str):
+        options["choice"] = tuple(options["choice"])
     return GenerationConfig(**{k: v for k, v in options.items() if v is not None or k in ("top_k", "seed")})
 
 

@@ -36,6 +36,8 @@ def beam_search(
         )
     if cfg.max_new_tokens == 0:
         return Completion("", [], "length", P)
+    if cfg.grammar is not None and not (eos_id is not None and cfg.stop_at_eos):
+        raise UserError("beam search with a constraint needs a tokenizer with an end-of-text token")
     edits, _ = build_processors(cfg, vocab)
     device = next(model.parameters()).device
     cache = model.new_cache(1, P + cfg.max_new_tokens)  # type: ignore[operator]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from genloom.errors import UserError
 
@@ -40,6 +40,10 @@ class GenerationConfig:
     context_overflow: Literal["error", "truncate"] = "error"  # prompt longer than the context: error, or keep its end
     compile: bool = False  # torch.compile the one-token decode step: ~10-30 s once per batch and length, then
     # faster tokens for small models (their step is bound by per-op overhead, not arithmetic)
+    json_schema: Any = None  # the output is JSON valid under this schema (a dict; True: any JSON value); docs/tools.md
+    regex: str | None = None  # the whole output matches this regular expression
+    choice: tuple[str, ...] | None = None  # the output is exactly one of these strings
+    grammar: Any = None  # the three above compiled for a tokenizer (`generation.constrained.bind` sets it)
 
     def __post_init__(self) -> None:
         for name in ("temperature", "repetition_penalty", "frequency_penalty", "presence_penalty", "length_penalty"):
@@ -79,6 +83,11 @@ class GenerationConfig:
             raise UserError(f"context_overflow must be 'error' or 'truncate', got {self.context_overflow!r}")
         if any(not s for s in self.stop):
             raise UserError("stop: an empty stop string would end every completion at once")
+        given = [n for n in ("json_schema", "regex", "choice") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise UserError(f"give one constraint, not {' and '.join(given)}")
+        if given and not self.stop_at_eos:
+            raise UserError(f"{given[0]} needs stop_at_eos: a constrained output ends with its end token")
         samples = (0 < self.temperature != 1.0) or any(x is not None for x in (self.top_k, self.top_p, self.min_p))
         if self.num_beams > 1 and samples:
             raise UserError("num_beams > 1 is beam search, which does not sample: drop temperature/top_k/top_p/min_p")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -54,6 +54,7 @@ class DecodeRow:
     finish_reason: FinishReason | None = None  # None while it runs
     cancelled: bool = False  # set by the caller (e.g. the client went away); it leaves at the next step
     error: str | None = None  # why this row failed ("error" finish): it leaves alone, the others go on
+    tracker: Any = None  # the constraint's state (cfg.grammar), which ends the row once its output is complete
 
     @property
     def finished(self) -> bool:
@@ -149,6 +150,7 @@ class ContinuousBatcher:
             history[0, : len(fitted)] = torch.tensor(fitted)
         generator = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.seed is not None else None
         row = DecodeRow(fitted, cfg, TextAssembler(self.decode, cfg.stop), generator, history, edits, warpers)
+        row.tracker = cfg.grammar.tracker() if cfg.grammar is not None else None
         if cfg.max_new_tokens == 0:
             row.finish_reason = "length"
             return row
@@ -228,7 +230,7 @@ class ContinuousBatcher:
                 ]
             row.logprobs.append(TokenLogprob(token, self.decode([token]), float(logp[token]), top))
         piece = row.text.push(token)
-        if row.text.stopped:
+        if row.text.stopped or (row.tracker is not None and row.tracker.push(token)):
             row.finish_reason = "stop"
         elif len(row.ids) == cfg.max_new_tokens:
             row.finish_reason = "length"

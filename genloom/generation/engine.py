@@ -171,6 +171,7 @@ def complete(
     reasons: list[Literal["length", "stop", "eos"]] = ["length"] * B
     logprobs: list[list[TokenLogprob]] = [[] for _ in range(B)]
     check_stop = bool(cfg.stop)
+    trackers = [cfg.grammar.tracker() if cfg.grammar is not None else None for _ in range(B)]  # constrained rows
     for step in decode_steps(model, fitted, cfg, finished) if cfg.max_new_tokens else ():
         for r, token in enumerate(step.tokens):
             if finished[r]:
@@ -186,6 +187,9 @@ def complete(
                 texts[r].push(token)
                 if texts[r].stopped:
                     finished[r], reasons[r] = True, "stop"
+            tracker = trackers[r]
+            if tracker is not None and tracker.push(token):  # the constrained output is complete
+                finished[r], reasons[r] = True, "stop"
             if len(ids[r]) == cfg.max_new_tokens:
                 finished[r] = True
     out = []
@@ -214,6 +218,7 @@ def _stream(
         return
     finished = [False]
     text = TextAssembler(decode, cfg.stop)
+    tracker = cfg.grammar.tracker() if cfg.grammar is not None else None
     for n, step in enumerate(decode_steps(model, fitted, cfg, finished), start=1):
         token = step.tokens[0]
         if token == eos_id and cfg.stop_at_eos:
@@ -222,7 +227,7 @@ def _stream(
         piece = text.push(token)
         if piece:
             yield piece
-        if text.stopped or n == cfg.max_new_tokens:
+        if text.stopped or n == cfg.max_new_tokens or (tracker is not None and tracker.push(token)):
             finished[0] = True
     rest = text.finish()
     if rest:

@@ -9,7 +9,9 @@ Hugging Face's `generation/logits_process.py` pipeline, where these have a count
 2. frequency and presence penalties (OpenAI's definition) — also on raw scores; then no repeated
    n-grams (Hugging Face's `no_repeat_ngram_size`, from Paulus et al. 2017);
 3. logit bias — the user's explicit preferences;
-4. banned tokens — last among the edits, so no bias can bring a banned token back;
+4. banned tokens — so no bias can bring a banned token back;
+4b. the grammar of a constraint (json_schema, regex, choice: `constrained/`) — the last edit, so nothing
+   can bring back a token the grammar forbids;
 5. temperature — rescales everything above before truncation;
 6. top-k, 7. top-p (Holtzman et al. 2020), 8. min-p (Nguyen et al. 2024) — truncations of the
    tempered distribution.
@@ -26,6 +28,7 @@ import torch
 
 from genloom.errors import UserError
 from genloom.generation.config import GenerationConfig
+from genloom.generation.constrained.automaton import GrammarProcessor
 
 NEG_INF = float("-inf")
 
@@ -163,6 +166,7 @@ Processor = (
     | TopK
     | TopP
     | MinP
+    | GrammarProcessor
 )
 
 
@@ -186,6 +190,13 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
         edits.append(LogitBias(cfg.logit_bias, vocab_size))
     if cfg.banned_tokens:
         edits.append(BannedTokens(cfg.banned_tokens, vocab_size))
+    if cfg.grammar is not None:
+        edits.append(GrammarProcessor(cfg.grammar, cfg.max_new_tokens))
+    elif cfg.json_schema is not None or cfg.regex is not None or cfg.choice is not None:
+        raise UserError(
+            "json_schema/regex/choice need the tokenizer: generate through a loaded model (lm.generate), or "
+            "compile them with genloom.generation.constrained.bind(cfg, tokenizer)"
+        )
     warpers: list[Processor] = []
     if cfg.greedy:
         return edits, warpers
@@ -202,4 +213,7 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
 
 def needs_history(processors: Sequence[Processor]) -> bool:
     """Whether any processor reads the tokens so far (the others look at the logits only)."""
-    return any(isinstance(p, RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram) for p in processors)
+    return any(
+        isinstance(p, RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | GrammarProcessor)
+        for p in processors
+    )

@@ -4,7 +4,7 @@ Field names, ranges and shapes follow OpenAI's API reference for `/v1/completion
 `/v1/chat/completions`, `/v1/images/generations` and `/v1/models`; genloom's extras (`top_k`,
 `min_p`, `repetition_penalty`) are ordinary optional fields (the `openai` client sends them through
 `extra_body`). Fields of OpenAI's API that would change the answer and that genloom does not do
-(`best_of`, `suffix`, `tools`, ...) are refused with a 422 naming the field; any other field a client
+(`best_of`, `suffix`, `functions`, ...) are refused with a 422 naming the field; any other field a client
 sends routinely (`store`, `metadata`, `service_tier`, ...) is ignored with a note in the server log,
 as OpenAI-compatible servers do. These models also make the OpenAPI document at `/openapi.json`.
 """
@@ -33,16 +33,16 @@ REFUSED = frozenset(
     {
         "best_of",
         "suffix",
-        "tools",
+        "tools",  # the chat endpoint has these four (serve/tools.py); /v1/completions refuses them
         "tool_choice",
+        "response_format",
+        "parallel_tool_calls",
         "functions",
         "function_call",
-        "response_format",
         "audio",
         "modalities",
         "prediction",
         "web_search_options",
-        "parallel_tool_calls",
         "reasoning_effort",
     }
 )
@@ -100,9 +100,19 @@ class CompletionRequest(SamplingFields):
 
 
 class ChatMessage(Strict):
-    role: Literal["system", "user", "assistant", "developer"]  # "developer" is rendered as "system"
-    content: PromptText | Annotated[list[dict[str, Any]], Field(max_length=64)]  # text, or parts of type "text"
+    role: Literal["system", "user", "assistant", "developer", "tool"]  # "developer" is rendered as "system"
+    content: PromptText | Annotated[list[dict[str, Any]], Field(max_length=64)] | None  # text or "text" parts
     name: str | None = Field(None, max_length=64)  # accepted, unused
+    tool_calls: Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None  # an assistant turn's calls
+    tool_call_id: str | None = Field(None, max_length=200)  # the call a tool message answers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _calls_need_no_content(cls, data: Any) -> Any:
+        """An assistant turn that only made calls may leave `content` out (OpenAI's rule); others need it."""
+        if isinstance(data, dict) and "content" not in data and data.get("tool_calls"):
+            return {**data, "content": None}
+        return data
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -111,6 +121,11 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)  # the newer name of max_tokens
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    # tools and structured output (checked in serve/tools.py: a 400 names the field)
+    tools: Annotated[list[dict[str, Any]], Field(max_length=128)] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or {"type": "function", ...}
+    parallel_tool_calls: bool | None = None  # default: several calls in one answer are allowed
+    response_format: dict[str, Any] | None = None  # {"type": "text" | "json_object" | "json_schema", ...}
 
 
 class ImageRequest(Strict):
@@ -192,16 +207,28 @@ class ChoiceLogprobs(BaseModel):
     content: list[TokenLogprobOut]
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
 
 
 class ChatCompletionResponse(BaseModel):

@@ -3,6 +3,7 @@ the runs whose modality names this module (`Modality.routes`); decoding through 
 continuous batching (genloom/serve/scheduler.py)."""
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from genloom.chat import stop_sequences
 from genloom.errors import UserError
 from genloom.generation import GenerationConfig, TokenLogprob
 from genloom.serve import schemas as s
+from genloom.serve import tools
 from genloom.serve.app import (
     CHAT_COMPLETIONS,
     COMPLETIONS,
@@ -205,7 +207,7 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
                     ready = [await events.get()]
                     while not events.empty():  # a client slower than decoding gets several tokens per chunk
                         ready.append(events.get_nowait())
-                    out = []
+                    out: list[str] = []
                     for ev in merge(ready):
                         if ev.error is not None:
                             yield sse(error_body(400 if ev.user_error else 500, f"generation failed: {ev.error}"))
@@ -213,7 +215,8 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
                         tokens[ev.index] = max(tokens[ev.index], ev.completion_tokens)
                         done += ev.finish_reason is not None
                         if ev.text or ev.finish_reason is not None or ev.logprobs:
-                            out.append(sse(chunk(ev)))
+                            made = chunk(ev)  # one chunk, or several (tool call deltas)
+                            out.extend(sse(c) for c in (made if isinstance(made, list) else [made]))
                     yield "".join(out)
                 if tail is not None:
                     yield sse({**tail, "choices": [], "usage": usage(prompts, sum(tokens)).model_dump()})
@@ -281,18 +284,10 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
     @server.app.post(CHAT_COMPLETIONS, response_model=s.ChatCompletionResponse, **text_route)
     async def chat_completions(req: s.ChatCompletionRequest) -> Any:
         lm = lookup(req.model, CHAT_COMPLETIONS)
-        messages = []
-        for i, m in enumerate(req.messages):
-            content = m.content
-            if not isinstance(content, str):
-                if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in content):
-                    raise APIError(
-                        400, f"messages[{i}].content: only parts of type 'text' are supported", f"messages.{i}.content"
-                    )
-                content = "".join(part["text"] for part in content)
-            messages.append({"role": "system" if m.role == "developer" else m.role, "content": content})
+        stops = stop_sequences(lm.chat_template)
+        plan = tools.plan(req, lm, stops)  # tools, tool_choice, response_format: checked, rendered, compiled
         try:
-            text = lm.chat_prompt(messages)
+            text = lm.chat_prompt(plan.messages)
         except UserError as e:
             raise APIError(400, str(e), "messages") from None
         prompts = [encode(lm, text, "messages")]
@@ -300,35 +295,58 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
         if req.top_logprobs and not req.logprobs:
             raise APIError(400, "top_logprobs: needs logprobs: true", "top_logprobs")
         max_tokens = req.max_completion_tokens or req.max_tokens
-        configs = generation_configs(req, lm, len(prompts[0]), max_tokens, stop_sequences(lm.chat_template), top)
+        configs = generation_configs(req, lm, len(prompts[0]), max_tokens, stops, top)
+        if plan.grammar is not None:
+            configs = [dataclasses.replace(c, grammar=plan.grammar) for c in configs]
         jobs, events, head = start(req.model, prompts, configs, "chat.completion.chunk", req.stream)
         if req.stream:
             started: set[int] = set()
+            streams: dict[int, tools.ToolStream] = {}
 
-            def chunk(ev: Event) -> dict[str, Any]:
-                delta: dict[str, Any] = {"content": ev.text} if ev.text else {}
+            def chunk(ev: Event) -> list[dict[str, Any]]:
+                lp = chat_logprobs(ev.logprobs).model_dump() if req.logprobs else None
+                if plan.tools:  # the text becomes content or tool_calls deltas as it is read
+                    ts = streams.setdefault(ev.index, tools.ToolStream())
+                    deltas = ts.feed(ev.text) + (ts.finish() if ev.finish_reason else [])
+                else:
+                    deltas = [{"content": ev.text}] if ev.text else []
                 if ev.index not in started:  # the first chunk of a choice names the role
                     started.add(ev.index)
-                    delta = {"role": "assistant", "content": ev.text}
-                lp = chat_logprobs(ev.logprobs).model_dump() if req.logprobs else None
+                    deltas = [{"role": "assistant", **(deltas[0] if deltas else {"content": ""})}, *deltas[1:]]
                 reason = finish(ev.finish_reason) if ev.finish_reason else None
-                return {
-                    **head,
-                    "choices": [{"index": ev.index, "delta": delta, "logprobs": lp, "finish_reason": reason}],
-                }
+                if reason and ev.index in streams and streams[ev.index].made:
+                    reason = "tool_calls"
+                deltas = deltas or [{}]
+                return [
+                    {
+                        **head,
+                        "choices": [
+                            {
+                                "index": ev.index,
+                                "delta": d,
+                                "logprobs": lp if k == 0 else None,
+                                "finish_reason": reason if k == len(deltas) - 1 else None,
+                            }
+                        ],
+                    }
+                    for k, d in enumerate(deltas)
+                ]
 
             tail = head if req.stream_options and req.stream_options.include_usage else None
             return stream(jobs, events, chunk, tail, prompts)
         results = await gather(jobs, events)
-        choices = [
-            s.ChatChoice(
-                index=i,
-                message=s.AssistantMessage(content=text),
-                finish_reason=reason,  # type: ignore[arg-type]
-                logprobs=chat_logprobs(lps) if req.logprobs else None,
+        choices = []
+        for i, (text, reason, lps, _) in enumerate(results):
+            content, calls = tools.answer(text, plan.tools)
+            message = s.AssistantMessage(content=content, tool_calls=tools.call_dicts(calls) if calls else None)  # type: ignore[arg-type]
+            choices.append(
+                s.ChatChoice(
+                    index=i,
+                    message=message,
+                    finish_reason="tool_calls" if calls else reason,  # type: ignore[arg-type]
+                    logprobs=chat_logprobs(lps) if req.logprobs else None,
+                )
             )
-            for i, (text, reason, lps, _) in enumerate(results)
-        ]
         return s.ChatCompletionResponse(
             id=head["id"],
             created=head["created"],

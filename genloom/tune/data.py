@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genloom.chat import ChatTemplate, check_messages
+from genloom.chat import TOOL_RESULT, ChatTemplate, check_messages
 from genloom.data.files import read_data_file
 from genloom.errors import UserError
+from genloom.generation.tools import render_call_message
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def read_sft(path: str | Path, template: ChatTemplate) -> list[SFTExample]:
     for lineno, record in read_jsonl(path):
         if "messages" in record:
             try:
-                messages = check_messages(record["messages"])
+                messages = check_messages(_calls_as_text(record["messages"]))
             except UserError as e:
                 raise UserError(f"{path}:{lineno}: {e}") from None
             if messages[-1]["role"] != "assistant":
@@ -122,11 +123,24 @@ def read_sft(path: str | Path, template: ChatTemplate) -> list[SFTExample]:
                 segments += [template.assistant, m["content"] + template.end, "\n"]
                 trained += [False, True, False]
             else:
-                segments.append(f"{template.marker(m['role'])}{m['content']}{template.end}\n")
+                result = TOOL_RESULT if m["role"] == "tool" else ""
+                segments.append(f"{template.marker(m['role'])}{result}{m['content']}{template.end}\n")
                 trained.append(False)
         key = "\x00".join(m["content"] for m in messages if m["role"] != "assistant")
         examples.append(SFTExample(tuple(segments), tuple(trained), key))
     return examples
+
+
+def _calls_as_text(messages: Any) -> Any:
+    """OpenAI assistant messages with `tool_calls` as the call block the model writes (generation/tools.py)."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for m in messages:
+        if isinstance(m, dict) and m.get("tool_calls"):
+            m = {"role": m.get("role"), "content": (m.get("content") or "") + render_call_message(m["tool_calls"])}
+        out.append(m)
+    return out
 
 
 def _turns(path: Path, lineno: int, value: Any, name: str) -> list[Mapping[str, str]]:
