@@ -221,3 +221,23 @@ def test_gan_auxiliary_classifier(digits, loss):
     assert not torch.equal(before, aux.discriminator.classifier.weight)
     with pytest.raises(ValueError, match="aux_weight"):
         debug_model("gan", aux_weight=-1.0)
+
+
+def test_pixelcnn_samples_on_one_thread_and_gives_the_callers_threads_back():
+    model = PixelCNN(PixelCNNConfig(channels=1, image_size=5, num_classes=0, conditional=False, hidden=8, layers=1))
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = model.raster_logits
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    model.raster_logits = spy  # type: ignore[method-assign]
+    torch.set_num_threads(2)
+    try:
+        x = model.sample(3, generator=torch.Generator().manual_seed(0))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert x.shape == (3, 1, 5, 5) and x.min() >= -1 and x.max() <= 1
