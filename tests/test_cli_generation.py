@@ -74,6 +74,6 @@ def test_bad_sample_input(capsys, trained_run, flags, fragment):
 def test_bad_hf_directory_on_the_cli(capsys, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
     code, _, err = run_cli(capsys, "sample", str(tmp_path))
-    assert_user_error(code, err, "model_type 'mamba'", "gpt2, llama")
+    assert_user_error(code, err, "model_type 'mamba'", "gpt2, gpt_neox, llama")
     code, _, err = run_cli(capsys, "export", str(tmp_path), "--out", str(tmp_path / "x"))
     assert_user_error(code, err)
