@@ -43,7 +43,7 @@ from genloom.evaluate import bfcl  # noqa: E402
 from genloom.generation import GenerationConfig, complete  # noqa: E402
 from genloom.generation.constrained import compile_schema  # noqa: E402
 from genloom.generation.constrained.automaton import GrammarProcessor, TokenGrammar  # noqa: E402
-from genloom.generation.tools import CALL_CLOSE, call_schema, check_tools, parse_calls, tool_grammar  # noqa: E402
+from genloom.generation.tools import call_schema, check_tools, parse_calls, tool_grammar  # noqa: E402
 
 BFCL = REPO.parent / "shared" / "data" / "bfcl"
 OUT = REPO / "bench" / "out"
@@ -75,26 +75,6 @@ def tiny_model() -> tuple[Any, Any]:
     return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=1024, n_layer=1, n_head=2, n_embd=32)).eval(), tok
 
 
-def valid_call(text: str, tools: list[Any], parallel: bool) -> bool:
-    import jsonschema_rs
-
-    if CALL_CLOSE not in text:
-        return False
-    _, calls = parse_calls(text)
-    if not calls or (not parallel and len(calls) != 1):
-        return False
-    schemas = {t.name: t.parameters for t in tools}
-    for c in calls:
-        if c.name not in schemas:
-            return False
-        try:
-            if not jsonschema_rs.validator_for(schemas[c.name]).is_valid(json.loads(c.arguments)):
-                return False
-        except ValueError:
-            return False
-    return True
-
-
 def cmd_validity(args: argparse.Namespace) -> None:
     model, tok = tiny_model()
     rows = {}
@@ -104,18 +84,8 @@ def cmd_validity(args: argparse.Namespace) -> None:
         parallel = category == "parallel"
         on = off = 0
         for i, item in enumerate(items):
-            tools = check_tools(bfcl.item_tools(item))
-            grammar = tool_grammar(tok, tools, "required", parallel)
-            budget = int(grammar.min_bytes) + 48
-            prompt = tok.encode(item.messages[-1]["content"])[-200:]
-            for g in (grammar, None):
-                cfg = GenerationConfig(max_new_tokens=budget, temperature=1.0, seed=i, grammar=g)
-                c = complete(model, [prompt], cfg, tok.decode, tok.eos_id)[0]
-                ok = valid_call(c.text, tools, parallel) and len(c.token_ids) <= budget
-                if g is None:
-                    off += ok
-                else:
-                    on += ok
+            on += bfcl.validity_trial(model, tok, item, parallel, True, i)[0]
+            off += bfcl.validity_trial(model, tok, item, parallel, False, i)[0]
         rows[category] = {"items": len(items), "valid_constrained": on, "valid_unconstrained": off}
         print(category, rows[category], flush=True)
     save("validity", {"rows": rows, "seconds": round(time.perf_counter() - t0, 1)})

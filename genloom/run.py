@@ -34,7 +34,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -53,7 +53,8 @@ SAMPLES = "samples"
 LOCK = "writer.lock"  # held (flock) by the one process writing the run; holds its pid
 RUN_MARKER = "genloom_run"  # the config.toml key that says "this directory is a genloom run"
 RUN_FORMAT = 1  # its value: the run-directory format version
-_TMP = ".tmp"
+TEMP_SUFFIX = ".tmp"  # what an unfinished atomic write is called beside its file
+_TMP = TEMP_SUFFIX
 # every top-level name a run (training, tuning, evaluation) makes: --overwrite refuses a directory with others
 RUN_FILES = frozenset(
     {
@@ -122,18 +123,28 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old or the new content, never a mix."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """`write(binary_file)` into a temp file beside `path`, fsync, rename over `path`: readers see the old
+    or the new content, never a mix, and a failed write leaves no temp file behind."""
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + _TMP)
     with _writing(path, tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # a failing `write` (not only the disk) leaves no temp file either
+            tmp.unlink(missing_ok=True)
+            raise
         _commit(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _write_safetensors_tmp(write: Callable[[str], None], path: Path) -> Path:

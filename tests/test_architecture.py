@@ -21,7 +21,7 @@ ALLOWED = {
     "models": {"models", "nn", "errors", "data", "config"},
     "generation": {"generation", "errors"},
     "train": {"train", "run", "errors", "config", "lazy"},
-    "evaluate": {"evaluate", "run", "data", "lazy"},
+    "evaluate": {"evaluate", "run", "data", "lazy", "generation"},  # generation: validity trials (bfcl)
     "api": {
         "run",
         "config",
@@ -56,9 +56,16 @@ ALLOWED = {
     "cli": {"errors", "__init__", "serve"},
     "serve": {"__init__", "errors", "generation", "chat"},
     "__init__": {"agents", "api", "documents", "errors", "evaluate", "generation", "masked_lm", "train", "tune"},
-    "documents": {"__init__", "errors", "lazy"},
-    "agents": {"__init__", "chat", "errors", "generation"},  # the agent loop opens runs through the public API
+    "documents": {"__init__", "endpoint", "errors", "lazy", "run"},  # run: atomic writes
+    "agents": {
+        "__init__",
+        "chat",
+        "endpoint",
+        "errors",
+        "generation",
+    },  # the agent loop opens runs through the public API
     "lazy": set(),
+    "endpoint": {"errors"},  # a client for OpenAI-compatible endpoints the user names
     "hf": {"errors", "config", "models", "tokenizers", "chat"},  # chat: an export's template as Jinja
     "gguf": {"errors", "models", "tokenizers", "chat", "hf"},
     "__main__": {"cli"},

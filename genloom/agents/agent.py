@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Literal
 from genloom.agents.builtin import builtin_tools
 from genloom.agents.schema import FunctionTool, function_tool
 from genloom.chat import stop_sequences
+from genloom.endpoint import Endpoint
 from genloom.errors import UserError
 from genloom.generation.tools import Tool, ToolCall, parse_calls, render_call_message, tool_grammar, tools_prompt
 
@@ -102,29 +101,12 @@ class RemoteModel:
     """An OpenAI-compatible `/chat/completions` endpoint (genloom's own server, or any other)."""
 
     def __init__(self, url: str, model: str | None, api_key: str | None) -> None:
-        self.url = url.rstrip("/")
+        self.endpoint = Endpoint(url, api_key)
         self.model = model
-        self.api_key = api_key
-
-    def _post(self, path: str, body: Mapping[str, Any] | None, timeout: float) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET")
-        request.add_header("Content-Type", "application/json")
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:300]
-            raise UserError(f"{self.url}{path}: HTTP {e.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
-            raise UserError(f"{self.url}{path}: cannot reach the endpoint ({e})") from None
 
     def respond(self, messages: list[dict[str, Any]], tools: list[Tool], cfg: AgentConfig, choice: str = "auto") -> str:
         if self.model is None:
-            listing = self._post("/models", None, 30)
-            self.model = listing["data"][0]["id"]
+            self.model = self.endpoint.first_model()
         body = {
             "model": self.model,
             "messages": messages,
@@ -134,8 +116,7 @@ class RemoteModel:
             "temperature": cfg.temperature,
             **({"seed": cfg.seed} if cfg.seed is not None else {}),
         }
-        reply = self._post("/chat/completions", body, max(cfg.time_budget, 1.0))
-        message = reply["choices"][0]["message"]
+        message = self.endpoint.chat(body, max(cfg.time_budget, 1.0))
         calls = message.get("tool_calls") or []
         if calls:
             return (message.get("content") or "") + render_call_message(calls)

@@ -17,10 +17,7 @@ asked to guess.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genloom.documents.text import analyzer, sentences
+from genloom.endpoint import Endpoint
 from genloom.errors import UserError
 
 if TYPE_CHECKING:
@@ -113,7 +111,7 @@ def _candidates(index: Index, question: str, hits: list[Hit]) -> list[tuple[floa
             found.append((sum(weights[t] for t in q_terms & s_terms) / total, i, a, b))
     embedder = index.embedder if index.manifest.get("embedder") else None
     if embedder is not None and found:
-        vectors = embedder.encode([question] + [hits[i].chunk.text[a:b] for _, i, a, b in found], batch_size=64)
+        vectors = embedder.encode([question] + [hits[i].chunk.text[a:b] for _, i, a, b in found])
         cosine = vectors[1:] @ vectors[0]
         found = [
             (0.5 * lex + 0.5 * max(float(c), 0.0), i, a, b) for (lex, i, a, b), c in zip(found, cosine, strict=True)
@@ -201,36 +199,12 @@ def local_generator(handle: Any, max_new_tokens: int) -> Generator:
 
 def endpoint_generator(url: str, model: str | None, max_new_tokens: int, api_key: str | None = None) -> Generator:
     """An OpenAI-compatible chat endpoint at `url` (ending in /v1); `model` defaults to its first model."""
-    base = url.rstrip("/")
-    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
-
-    def call(path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(base + path, data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return dict(json.loads(response.read()))
-        except urllib.error.HTTPError as e:
-            detail = e.read()[:200].decode("utf-8", "replace")
-            raise UserError(f"--model {url}: the endpoint answered {e.code} ({detail})") from None
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            raise UserError(f"--model {url}: cannot reach an OpenAI-compatible endpoint there ({reason})") from None
-
-    name = model
-    if name is None:
-        listed = call("/models", None).get("data") or []
-        if not listed:
-            raise UserError(f"--model {url}: the endpoint lists no models")
-        name = str(listed[0]["id"])
+    endpoint = Endpoint(url, api_key, label=f"--model {url}")
+    name = model if model is not None else endpoint.first_model()
 
     def generate(messages: list[dict[str, str]]) -> str:
         body = {"model": name, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0}
-        reply = call("/chat/completions", body)
-        try:
-            return str(reply["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError):
-            raise UserError(f"--model {url}: the reply is not a chat completion") from None
+        return str(endpoint.chat(body).get("content") or "")
 
     return generate
 

@@ -61,7 +61,14 @@ class Embedder:
         """What the manifest keeps about the embedder."""
         return {"path": str(self.path), "fingerprint": self.id, "dim": self.dim}
 
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 1) -> np.ndarray:
+        """Unit vectors of `texts`. Each text is encoded on its own by default: a matrix product's rounding
+        depends on the other rows of its batch and on a row's place in it (measured: 7e-4 apart in bf16,
+        1e-7 in fp32), so only a text encoded alone has a vector that depends on nothing but the text. That
+        is what makes an updated index score exactly as a rebuilt one, and a query score the same alone or
+        in a batch. It costs little here: one chunk is already a matrix of its tokens, and a lone text needs
+        no padding and no attention mask (128 SciFact abstracts: 1.7-1.8 s alone vs 1.3-1.8 s in batches
+        of 32, bf16, 2 threads)."""
         import torch
 
         if not texts:

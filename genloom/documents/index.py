@@ -412,7 +412,7 @@ class Index:
         model = self.embedder
         if model is None or self.vectors is None:
             raise UserError(f"{self.path}: built without an embedder, so only BM25 search is possible (mode='bm25')")
-        return model.encode(list(queries), batch_size=64) @ self.vectors.T
+        return model.encode(list(queries)) @ self.vectors.T
 
     def default_mode(self) -> Mode:
         return "hybrid" if self.manifest.get("embedder") else "bm25"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from genloom.errors import UserError
+from genloom.run import TEMP_SUFFIX, atomic_write
 
 FORMAT = 1  # the `genloom_index` version this code reads and writes
 MANIFEST = "index.json"
 LOCK = "writer.lock"
-TMP = ".tmp"
 DATA_PREFIXES = ("chunks-", "terms-", "bm25-", "vectors-")
 
 
@@ -47,29 +46,6 @@ def data_files(generation: int) -> dict[str, str]:
         "bm25": f"bm25-{g}.npz",
         "vectors": f"vectors-{g}.npy",
     }
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, write: Any) -> None:
-    """`write(file_object)` into `path` + ".tmp", fsync, rename over `path`: all or nothing."""
-    tmp = path.with_name(path.name + TMP)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write it ({e.strerror or e})") from None
-    _fsync_dir(path.parent)
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
@@ -133,16 +109,16 @@ def write_generation(
         for row in chunks:
             f.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
 
-    write_atomic(index_dir / names["chunks"], write_chunks)
-    write_atomic(index_dir / names["terms"], lambda f: f.write(json.dumps(terms, ensure_ascii=False).encode()))
-    write_atomic(index_dir / names["bm25"], lambda f: np.savez(f, **bm25))  # type: ignore[arg-type]
+    atomic_write(index_dir / names["chunks"], write_chunks)
+    atomic_write(index_dir / names["terms"], lambda f: f.write(json.dumps(terms, ensure_ascii=False).encode()))
+    atomic_write(index_dir / names["bm25"], lambda f: np.savez(f, **bm25))  # type: ignore[arg-type]
     if vectors is not None:
-        write_atomic(index_dir / names["vectors"], lambda f: np.save(f, vectors, allow_pickle=False))
+        atomic_write(index_dir / names["vectors"], lambda f: np.save(f, vectors, allow_pickle=False))
     text = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
-    write_atomic(index_dir / MANIFEST, lambda f: f.write(text))
+    atomic_write(index_dir / MANIFEST, lambda f: f.write(text))
     keep = set(names.values())
     for path in index_dir.iterdir():  # older generations and temp files a crash left
-        if (path.name.startswith(DATA_PREFIXES) and path.name not in keep) or path.name.endswith(TMP):
+        if (path.name.startswith(DATA_PREFIXES) and path.name not in keep) or path.name.endswith(TEMP_SUFFIX):
             path.unlink(missing_ok=True)
 
 

@@ -194,3 +194,49 @@ def ast_match(item: Item, calls: Sequence[Mapping[str, Any]]) -> bool:
             return False
         used.add(hit)
     return True
+
+
+# ---- validity: every output a complete, schema-valid call ----------------------------------------------
+
+
+def valid_call(text: str, tools: Sequence[Any], parallel: bool) -> bool:
+    """`text` holds a closed tool-call block whose calls name offered tools with arguments valid under their
+    schemas; exactly one call unless `parallel`."""
+    import jsonschema_rs
+
+    from genloom.generation.tools import CALL_CLOSE, parse_calls
+
+    if CALL_CLOSE not in text:
+        return False
+    _, calls = parse_calls(text)
+    if not calls or (not parallel and len(calls) != 1):
+        return False
+    schemas = {t.name: t.parameters for t in tools}
+    for c in calls:
+        if c.name not in schemas:
+            return False
+        try:
+            if not jsonschema_rs.validator_for(schemas[c.name]).is_valid(json.loads(c.arguments)):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def validity_trial(
+    model: Any, tokenizer: Any, item: Item, parallel: bool, constrained: bool, seed: int
+) -> tuple[bool, str]:
+    """One item of the validity check: the item's tools, a tight token budget (the shortest valid call + 48,
+    so strings and numbers must close in time), the question's last 200 tokens, sampling at temperature 1
+    with `seed`, under the tool-call grammar or without it. Whether the output is a valid call within the
+    budget, and its text."""
+    from genloom.generation import GenerationConfig, complete
+    from genloom.generation.tools import check_tools, tool_grammar
+
+    tools = check_tools(item_tools(item))
+    grammar = tool_grammar(tokenizer, tools, "required", parallel)
+    budget = int(grammar.min_bytes) + 48
+    prompt = tokenizer.encode(item.messages[-1]["content"])[-200:]
+    cfg = GenerationConfig(max_new_tokens=budget, temperature=1.0, seed=seed, grammar=grammar if constrained else None)
+    c = complete(model, [prompt], cfg, tokenizer.decode, tokenizer.eos_id)[0]
+    return valid_call(c.text, tools, parallel) and len(c.token_ids) <= budget, c.text

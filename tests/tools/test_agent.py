@@ -201,6 +201,22 @@ def test_agent_over_genloom_server(tools_server):
             assert c["name"] in ("calculator", "weather")
 
 
+def test_an_endpoint_that_refuses_is_one_line_naming_the_route(tools_server):
+    """The one client of OpenAI-compatible endpoints (agents, grounded answers): a wrong key, an unknown
+    route and a closed port are each a UserError naming the route, never a traceback."""
+    from genloom.endpoint import Endpoint
+    from tests.serve.conftest import API_KEY
+
+    base = tools_server.url + "/v1"
+    assert Endpoint(base, API_KEY).first_model()  # the server lists its model
+    with pytest.raises(UserError, match=r"/v1/models: the endpoint answered HTTP 401"):
+        Endpoint(base, "wrong-key").first_model()
+    with pytest.raises(UserError, match=r"/v1/nowhere: the endpoint answered HTTP 404"):
+        Endpoint(base, API_KEY).call("/nowhere")
+    with pytest.raises(UserError, match=r"--model http://127.0.0.1:9/v1 \(/models\): cannot reach"):
+        Endpoint("http://127.0.0.1:9/v1", label="--model http://127.0.0.1:9/v1").first_model()
+
+
 def test_local_model_calls_always_parse(bpe_run):
     lm = gl.load(bpe_run)
     result = gl.Agent(lm, tools=[calculator, weather], max_steps=3, max_new_tokens=60, temperature=1.0, seed=0).run(
