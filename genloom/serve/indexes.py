@@ -16,6 +16,7 @@ probe for the names of other teams' indexes.
 from __future__ import annotations
 
 import base64
+import re
 import time
 import uuid
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from genloom.errors import UserError
 from genloom.serve import schemas as s
-from genloom.serve.app import ERROR_RESPONSES, V1, APIError, Server, user_error
+from genloom.serve.app import ERROR_RESPONSES, V1, APIError, Server, sse, user_error
 from genloom.serve.middleware import key_matches
 
 EMBEDDINGS = f"{V1}/embeddings"
@@ -133,7 +134,7 @@ class GroundedChatRequest(s.Strict):
     messages: list[s.ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(None, ge=1, le=2048)
     max_completion_tokens: int | None = Field(None, ge=1, le=2048)
-    stream: bool = False  # not offered: the answer is checked whole before it is sent
+    stream: bool = False  # SSE deltas, one per checked sentence: the answer is checked whole, then sent
     k: int = Field(5, ge=1, le=50)  # genloom's: chunks retrieved
     strict: bool = False  # genloom's: drop flagged sentences
     temperature: float | None = None  # accepted; grounded answers are greedy
@@ -270,12 +271,10 @@ def add_index_routes(server: Server, indexes: dict[str, Any], keys: dict[str, li
         response_model=GroundedChatResponse,
         responses={**ERROR_RESPONSES, 403: ERROR_RESPONSES[401]},
     )
-    async def grounded_chat(name: str, req: GroundedChatRequest, request: Request) -> GroundedChatResponse:
+    async def grounded_chat(name: str, req: GroundedChatRequest, request: Request) -> Any:
         """Chat completions grounded on index `name`: an OpenAI client with base_url `.../v1/indexes/NAME`
         gets an answer from the documents, with `citations` and the support check beside the message."""
         index = visible(request, name)
-        if req.stream:
-            raise APIError(400, "stream: grounded answers are checked whole, so they are not streamed", "stream")
         questions = [m.content for m in req.messages if m.role == "user" and isinstance(m.content, str)]
         if not questions or not questions[-1].strip():
             raise APIError(400, "messages: the last user message (a text) is the question; none was given", "messages")
@@ -289,7 +288,7 @@ def add_index_routes(server: Server, indexes: dict[str, Any], keys: dict[str, li
         }
         result = await server.run_whole(req.model, lambda: index.ask(questions[-1], model=handle, **options))
         body = result.to_json()
-        return GroundedChatResponse(
+        reply = GroundedChatResponse(
             id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
             created=int(time.time()),
             model=req.model,
@@ -297,6 +296,31 @@ def add_index_routes(server: Server, indexes: dict[str, Any], keys: dict[str, li
             citations=[CitationOut(**c) for c in body["citations"]],
             sentences=[SentenceOut(**x) for x in body["sentences"]],
         )
+        return streamed(reply) if req.stream else reply
+
+    def streamed(reply: GroundedChatResponse) -> Any:
+        """The checked answer as OpenAI's `chat.completion.chunk` events: the role, one delta per sentence
+        (the support check needs the whole answer, so the first delta comes once it is checked), then a last
+        chunk with the finish reason, `citations` and `sentences`, then [DONE]."""
+        from fastapi.responses import StreamingResponse
+
+        head = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created, "model": reply.model}
+        text = reply.choices[0].message.content
+        pieces = re.findall(r"\S.*?(?:[.!?](?=\s|$)|$)\s*", text, flags=re.S)
+        if "".join(pieces) != text:  # leading spaces: send it whole rather than change a character
+            pieces = [text]
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in pieces]
+        tail = {
+            "citations": [c.model_dump() for c in reply.citations],
+            "sentences": [x.model_dump() for x in reply.sentences],
+        }
+        events += [chunk({}, "stop", **tail), sse("[DONE]")]
+        return StreamingResponse(iter(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     server.app.state.indexes = indexes
 

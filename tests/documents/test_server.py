@@ -140,6 +140,19 @@ def test_chat_completions_grounded_on_an_index_with_the_openai_client(live: Live
     extra = reply.model_extra or {}
     assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content
     assert [c["n"] for c in extra["citations"]] == [1, 2] and all(c["path"] for c in extra["citations"])
+    chunks = list(
+        client.chat.completions.create(
+            model=name,
+            messages=[{"role": "user", "content": "When is lunch served?"}],
+            max_tokens=30,
+            stream=True,
+            extra_body={"k": 2, "strict": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply.choices[0].message.content  # greedy
+    assert chunks[-1].choices[0].finish_reason == "stop" and len(chunks) >= 3
+    assert (chunks[-1].model_extra or {})["citations"] == extra["citations"]  # the sources come with the last chunk
     other = OpenAI(base_url=live.url + "/v1/indexes/hr", api_key=TEAM_A)
     with pytest.raises(Exception, match="403"):
         other.chat.completions.create(model=name, messages=[{"role": "user", "content": "salaries?"}])
