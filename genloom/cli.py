@@ -195,7 +195,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         "where": args.where,
     }
     result = gl.sample(
-        args.run, args.out, checkpoint=args.checkpoint, echo=lambda text: print(text, end="", flush=True), **options
+        args.run,
+        args.out,
+        checkpoint=args.checkpoint,
+        echo=lambda text: print(text, end="", flush=True),
+        quantize=args.quantize,
+        **options,
     )
     if result.message:
         print(result.message)
@@ -205,7 +210,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_chat(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    lm = gl.load_for(args.run, "chat", checkpoint=args.checkpoint)
+    lm = gl.load_for(args.run, "chat", checkpoint=args.checkpoint, quantize=args.quantize)
     options = _generation_options(args) | {"context_overflow": "truncate"}
     if lm.chat_template is None:
         print("genloom chat: a base run, so it continues 'User:/Assistant:' lines as text. Empty line or Ctrl-D quits.")
@@ -362,6 +367,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log=lambda line: print(line, flush=True),
         indexes=indexes,
         index_keys=keys,
+        quantize=args.quantize,
     )
     return 0
 
@@ -510,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-schema", default=None, metavar="JSON|FILE", help="text: output JSON valid under this schema")
     p.add_argument("--regex", default=None, help="text: output matching this regular expression")
     p.add_argument("--choice", action="append", default=None, metavar="TEXT", help="text: output one of these (repeat)")
+    p.add_argument(
+        "--quantize", choices=["int8", "int4"], default=None, help="text: 8- or 4-bit weights, faster decoding on CPU"
+    )
     p.set_defaults(handler=_cmd_sample)
 
     p = sub.add_parser("agent", help="a model with tools works on a task: call, run, observe (docs/tools.md)")
@@ -532,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory, or a Hugging Face model directory")
     p.add_argument("--system", default="", help="a system message that opens the conversation")
     _add_generation_flags(p)
+    p.add_argument(
+        "--quantize", choices=["int8", "int4"], default=None, help="text: 8- or 4-bit weights, faster decoding on CPU"
+    )
     p.set_defaults(handler=_cmd_chat)
 
     p = sub.add_parser(
@@ -576,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batching", action="store_true", help="decode one request at a time (a baseline)")
     p.add_argument("--index", action="append", default=[], metavar="NAME=DIR", help="serve a document index")
     p.add_argument("--index-key", action="append", default=[], metavar="NAME=KEY", help="bind index NAME to KEY")
+    p.add_argument(
+        "--quantize", choices=["int8", "int4"], default=None, help="text: 8- or 4-bit weights, faster decoding on CPU"
+    )
     p.set_defaults(handler=_cmd_serve)
 
     p = sub.add_parser("tune", help="fine-tune a run: sft, lora, reward, ppo, dpo (docs/fine-tuning.md)")

@@ -75,6 +75,8 @@ RUN_FILES = frozenset(
         "adapters.json",
         "reward_head.safetensors",
         "value_head.safetensors",
+        "table.json",  # a table run's fitted schema
+        "report.html",  # a table run's evaluation report
     }
 )
 

@@ -93,8 +93,11 @@ def train(
         return modality_of(fam).train(fam, rc, out, resume=resume, overwrite=overwrite, log=log)
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> tuple[Modality, Any]:
-    """The modality of a run (or Hugging Face directory) and its loaded handle (on `device`, if given)."""
+def open_run(
+    run_dir: str | Path, checkpoint: str = "last", device: str | None = None, quantize: str | None = None
+) -> tuple[Modality, Any]:
+    """The modality of a run (or Hugging Face directory) and its loaded handle (on `device`, if given;
+    with its weights quantized for decoding, if `quantize` says so)."""
     run_dir = Path(run_dir)
     if is_pretrained(run_dir):  # a Hugging Face directory or a GGUF file, not a genloom run
         family, handle = load_hf_directory(run_dir)
@@ -108,24 +111,27 @@ def open_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
             handle.model.to(torch.device(device))
         except (RuntimeError, ValueError, AssertionError) as e:  # torch asserts "not compiled with CUDA"
             raise UserError(f"device {device!r}: {str(e).splitlines()[0]}") from None
+    if quantize is not None:
+        modality.quantize(handle, quantize)
     return modality, handle
 
 
-def load(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> Any:
+def load(run_dir: str | Path, checkpoint: str = "last", device: str | None = None, quantize: str | None = None) -> Any:
     """Rebuild a trained model from its run directory alone (`checkpoint`: "last" or "best"); the handle
     is its modality's: `LanguageModel`, `MaskedLanguageModel`, `Translator`, `ImageModel`, ...
 
     A directory in Hugging Face format (config.json, safetensors weights, tokenizer.json) loads too: GPT-2
     and Llama into the GPT family (docs/generation.md), BERT into the masked LM family (docs/bert.md). So does
     a GGUF file (`model.gguf`, llama or gpt2 architecture). `device` ("cpu", "cuda", "cuda:1", "mps") moves
-    the model there."""
-    return open_run(run_dir, checkpoint, device)[1]
+    the model there. `quantize` ("int8" or "int4") stores a GPT/Llama model's block weights in 8 or 4 bits
+    for faster decoding on CPU (docs/generation.md, "Quantized decoding")."""
+    return open_run(run_dir, checkpoint, device, quantize)[1]
 
 
-def load_for(run_dir: str | Path, command: str, checkpoint: str = "last") -> Any:
+def load_for(run_dir: str | Path, command: str, checkpoint: str = "last", quantize: str | None = None) -> Any:
     """`load`, for a CLI command that only some modalities offer (chat, translate, fill-mask, tune):
     a run of another modality gets one line naming the runs that do."""
-    modality, handle = open_run(run_dir, checkpoint)
+    modality, handle = open_run(run_dir, checkpoint, quantize=quantize)
     if command not in modality.commands:
         nouns = [modality_of(get_family(f)).noun for f in offering(command)]
         raise UserError(f"{run_dir}: {command} needs a {' or '.join(dict.fromkeys(nouns))}")
@@ -138,12 +144,14 @@ def sample(
     *,
     checkpoint: str = "last",
     echo: Callable[[str], None] | None = None,
+    quantize: str | None = None,
     **options: Any,
 ) -> Sampled:
     """Draw samples from a run and write them to `out` in its modality's format (PNG grid, text, ...);
     without `out`, to its default place in the run or, for text, to `echo`. `options` are the
-    modality's sampling options (`n`, `seed`, `label`, `prompt`, `generation={...}`, ...)."""
-    modality, handle = open_run(run_dir, checkpoint)
+    modality's sampling options (`n`, `seed`, `label`, `prompt`, `generation={...}`, ...); `quantize` as
+    in `load`."""
+    modality, handle = open_run(run_dir, checkpoint, quantize=quantize)
     return modality.sample(handle, Path(out) if out is not None else None, options, echo)
 
 

@@ -156,6 +156,10 @@ class Modality:
         """Fields of `GET /v1/models` for one served run."""
         return {}
 
+    def quantize(self, handle: Any, kind: str) -> None:
+        """Store the loaded model's weights in fewer bits for decoding (`gl.load(..., quantize=)`)."""
+        raise UserError(f"--quantize {kind}: applies to GPT/Llama text models; this is a {self.noun}")
+
     # ---- compare ----
 
     def budget(self, budget: Budget) -> list[str]:

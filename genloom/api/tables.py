@@ -115,8 +115,9 @@ def train_table(fam: Family, rc: RunConfig, out: Path, *, resume: bool, overwrit
         t0 = time.perf_counter()
         model.fit(*data.tensors["train"], generator=torch.Generator().manual_seed(rc.train.seed))  # type: ignore[operator]
         elapsed = time.perf_counter() - t0
-        rundir.save_weights(model, out / rundir.WEIGHTS, 0)
-        rundir.save_weights(model, out / rundir.BEST, 0)
+        with rundir.writer_lock(out):  # as the Trainer does for its checkpoints: one writer at a time
+            rundir.save_weights(model, out / rundir.WEIGHTS, 0)
+            rundir.save_weights(model, out / rundir.BEST, 0)
         result = TrainResult(0, None, None, None, None, None, 0.0, elapsed)
         summary = read_summary(out)
         summary.update(data=stats, model=info)

@@ -259,6 +259,7 @@ class LanguageModel:
         self.bos_id = bos_id  # what an empty prompt starts from (a pretrained checkpoint's beginning-of-text)
         # None: a base run, chats in plain role lines; a pretrained checkpoint's own Jinja template if it has one
         self.chat_template: AnyChatTemplate | None = chat_template or ChatTemplate.load(run_dir)
+        self.quantized: dict[str, Any] | None = None  # what `gl.load(..., quantize=)` did to the weights
 
     def _ids(self, prompt: str) -> list[int]:
         """A prompt's ids as the model's own tokenizer gives them: a pretrained tokenizer adds the start
@@ -597,6 +598,11 @@ class TextModality(Modality):
 
     def load(self, run_dir: Path, rc: Any, checkpoint: str) -> Any:
         return load_text_run(run_dir, rc, checkpoint)
+
+    def quantize(self, handle: Any, kind: str) -> None:
+        from genloom.generation.quantize import quantize
+
+        handle.quantized = quantize(handle.model, kind, where=f"--quantize {kind}")
 
     def sample(self, handle: Any, out: Path | None, options: dict[str, Any], echo: Log = None) -> Sampled:
         """Continue `prompt` (or each of `prompts`, as one batch, one JSON line each) with the `generation`

@@ -32,13 +32,20 @@ def serve(
     log: Callable[[str], None] | None = None,
     indexes: dict[str, str] | None = None,
     index_keys: dict[str, list[str]] | None = None,
+    quantize: str | None = None,
 ) -> None:
     """Serve `runs` on uvicorn at http://host:port until interrupted (Ctrl-C); `log` hears one line
     once the runs are loaded."""
     import uvicorn
 
     app = create_app(
-        runs, api_key=api_key, max_batch=max_batch, max_queue=max_queue, indexes=indexes, index_keys=index_keys
+        runs,
+        api_key=api_key,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        indexes=indexes,
+        index_keys=index_keys,
+        quantize=quantize,
     )
     sock = bind(host, port)  # before the "serving" line: a port in use is one error line, not a false start
     if log is not None:

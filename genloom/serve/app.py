@@ -84,7 +84,7 @@ def user_error(e: UserError, default_param: str | None = None) -> APIError:
 class Served:
     """The runs being served, by model id (the run directory's name), each with its modality."""
 
-    def __init__(self, runs: Sequence[str | Path], indexes: bool = False) -> None:
+    def __init__(self, runs: Sequence[str | Path], indexes: bool = False, quantize: str | None = None) -> None:
         if not runs and not indexes:
             raise UserError("serve: give at least one run directory (or --index NAME=DIR)")
         self.handles: dict[str, Any] = {}
@@ -95,7 +95,7 @@ class Served:
             name = Path(run).resolve().name
             if name in self.families:
                 raise UserError(f"serve: two runs are named {name!r}; model ids are directory names, rename one")
-            modality, handle = gl.open_run(run)
+            modality, handle = gl.open_run(run, quantize=quantize)
             if modality.refuse_serving:
                 raise UserError(f"serve {run}: {modality.refuse_serving}")
             self.handles[name] = handle
@@ -197,13 +197,14 @@ def create_app(
     on_step: Any = None,
     indexes: dict[str, str] | None = None,
     index_keys: dict[str, list[str]] | None = None,
+    quantize: str | None = None,
 ) -> Any:
     """The FastAPI app serving `runs` (run directories of any modality that serves; the model id of each
     is its directory name). `api_key`: required as `Authorization: Bearer KEY` on /v1/ routes. `max_batch`:
     rows decoded together per model (1 = one request at a time); `max_queue`: waiting requests before
     429. `on_step`: called after every decode step (a test hook). `app.state.scheduler` is the scheduler.
     `indexes`: name → index directory served at /v1/indexes/{name}/ (serve/indexes.py); `index_keys`: name →
-    the API keys bound to that index."""
+    the API keys bound to that index. `quantize`: "int8" or "int4" weights for the text runs (`gl.load`)."""
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
@@ -217,7 +218,7 @@ def create_app(
         from genloom.serve.indexes import open_indexes
 
         opened = open_indexes(indexes, index_keys)
-    served = Served(runs, indexes=bool(opened))
+    served = Served(runs, indexes=bool(opened), quantize=quantize)
     scheduler = Scheduler(max_batch=max_batch, max_queue=max_queue, on_step=on_step)
 
     @asynccontextmanager

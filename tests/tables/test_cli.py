@@ -80,6 +80,19 @@ def test_nothing_of_an_existing_run_is_overwritten(copula_run, tmp_path, capsys)
     assert {p.name: p.read_bytes() for p in copula_run.iterdir() if p.is_file()} == before
 
 
+def test_overwrite_replaces_an_evaluated_table_run(copula_run, table_csv, capsys):
+    """table.json and report.html are a table run's own files: --overwrite may replace them."""
+    assert main(["eval", str(copula_run)]) == 0 and (copula_run / "report.html").exists()
+    (copula_run / "notes.txt").write_text("mine")
+    argv = ["train", "copula", "--data", str(table_csv), "--preset", "debug", "--out", str(copula_run), "--overwrite"]
+    capsys.readouterr()
+    assert main(argv) == 2 and "notes.txt" in capsys.readouterr().err  # the user's file is never deleted
+    (copula_run / "notes.txt").unlink()
+    with pytest.warns(UserWarning):
+        assert main(argv) == 0
+    assert (copula_run / "table.json").exists() and not (copula_run / "report.html").exists()
+
+
 def test_served_through_the_shared_samples_route(copula_run):
     """A table run needs no route of its own: POST /v1/samples returns its rows as CSV, options included."""
     import base64
