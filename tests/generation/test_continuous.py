@@ -1,5 +1,7 @@
 """Continuous batching: rows that join and leave a running batch get exactly their tokens alone."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -78,6 +80,32 @@ def test_the_shared_cache_compacts_and_never_outgrows_the_context(trained_run):
         lengths.append(batcher.cache.length if batcher.cache is not None else 0)
     assert max(lengths) <= block
     assert len(lengths) > 2 * block  # many more steps than slots: compaction kept it within the context
+
+
+def test_the_shared_cache_holds_what_the_rows_can_use_not_the_whole_context(trained_run):
+    """Keys and values are allocated for the rows' tokens plus the most any may still produce (16 rows of
+    SmolLM2 at its 8k context would otherwise hold 6 GB); rows joining later still get their tokens alone."""
+    from genloom.models.gpt import GPT, GPTConfig
+
+    lm = gl.load(trained_run)
+    torch.manual_seed(0)  # a long context, as a pretrained model has
+    cfg = GPTConfig(vocab_size=lm.model.config.vocab_size, block_size=1024, n_layer=2, n_head=2, n_embd=32)
+    lm.model = GPT(dataclasses.replace(cfg, pos_encoding="rope")).eval()
+    batcher = ContinuousBatcher(lm.model, lm.tokenizer.decode, lm.tokenizer.eos_id, max_batch=4)
+    rows, most = [], 0
+    for k, (prompt, n) in enumerate([("ROMEO:", 12), ("First Citizen:\nWe", 20), ("O", 6)]):
+        rows.append((prompt, n, batcher.add(lm.prompt_ids(prompt), generation_config(max_new_tokens=n, seed=k))))
+        for _ in range(3):
+            batcher.step()
+            most = max(most, batcher.cache.max_len if batcher.cache is not None else 0)
+    while batcher.rows:
+        batcher.step()
+        most = max(most, batcher.cache.max_len if batcher.cache is not None else 0)
+    longest = max(len(lm.prompt_ids(p)) + n for p, n, _ in rows)
+    assert most <= longest + 20 + 6  # spans (rows joined later sit further right) plus tokens to come
+    assert most < 1024 // 8
+    for k, (prompt, n, row) in enumerate(rows):
+        assert row.completion().token_ids == lm.complete(prompt, max_new_tokens=n, seed=k)[0].token_ids
 
 
 def test_cancelled_rows_leave_and_bad_requests_are_refused(trained_run):
