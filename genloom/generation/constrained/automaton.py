@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ MAX_STATES = 200_000  # automaton states materialised before generation is refus
 MAX_TOKEN_BYTES = 32  # longer tokens (runs of spaces or dashes) are never allowed under a constraint: shorter
 # ones write the same bytes, and a shallower trie makes each walk cheaper and lets more states share an entry
 ENTRY_CACHE = 4096  # per vocabulary: expressions whose token entries are kept (shared by every grammar)
+NARROW_BYTES = 4  # a state that at most this many bytes may follow is walked depth first in Python ...
+NARROW_NODES = 4096  # ... unless it reaches more trie nodes than this (then vectorised)
+DENSE_BYTES = 64  # a state that at least this many bytes may follow is walked over the whole trie
 
 
 class Automaton:
@@ -77,8 +81,9 @@ class Automaton:
         """Fill the rows of `states` not built yet."""
         missing = states[~self.computed[states]]
         if missing.size:
-            for s in np.unique(missing).tolist():
-                self._fill(s)
+            for s in sorted(set(missing.tolist())):  # a set: np.unique costs more on the few states here
+                if not self.computed[s]:
+                    self._fill(s)
 
     def _fill(self, s: int) -> None:
         node = self.nodes[s]
@@ -214,10 +219,18 @@ class TokenVocabulary:
             level = below
         self.max_depth = len(self.bytes)
         self.total = self.offsets[-1]
+        # per level d >= 1: each node's parent (its index within level d-1), for the dense walk
+        self.parents = [np.repeat(np.arange(len(st) - 1), np.diff(st)) for st in self.starts]
+        # the same trie as Python lists, for the narrow walk (a few live nodes: numpy's per-call cost dominates)
+        self.starts_list = [st.tolist() for st in self.starts]
+        self.bytes_list = [b.tolist() for b in self.bytes]
         self.clamp_memo: dict[int, Node] = {}  # clamp_counts results for this vocabulary's depth (nodes are global)
         self.entries: OrderedDict[int, Entry] = OrderedDict()  # node uid → its tokens (TokenGrammar.entry)
         self.valid = np.flatnonzero(end_node >= 0)  # token ids that have bytes
         self.token_flat = flat_of[end_node[self.valid]]  # their end node's flat position
+        self.tokens_at: dict[int, list[int]] = {}  # flat position → the tokens ending there (duplicates share one)
+        for t, node in zip(self.valid.tolist(), self.token_flat.tolist(), strict=True):
+            self.tokens_at.setdefault(node, []).append(t)
 
 
 def clamp_counts(node: Node, most: int, memo: dict[int, Node]) -> Node:
@@ -287,7 +300,40 @@ class TokenGrammar:
         if e is not None:
             v.entries.move_to_end(key)
             return e
-        flat = np.zeros(v.total, dtype=np.int32)  # state at every trie node (DEAD unless reached)
+        if not a.computed[c]:
+            a._fill(c)
+        opening = int(np.count_nonzero(a.table[c]))  # bytes that may come next
+        reached = self._walk_narrow(c) if opening <= NARROW_BYTES else None
+        if reached is not None:  # the few nodes reached: the tokens ending there, in id order
+            pairs = sorted((t, state) for node, state in reached for t in v.tokens_at.get(node, ()))
+            ids = np.array([t for t, _ in pairs], dtype=np.int64)
+            dist = a.dist[np.array([state for _, state in pairs], dtype=np.int64)]
+        else:
+            flat = self._walk_dense(c) if opening >= DENSE_BYTES else self._walk_sparse(c)
+            ends_all = flat[v.token_flat]  # (n_valid,) state after each token
+            alive = ends_all != DEAD
+            ids = v.valid[alive]
+            dist = a.dist[ends_all[alive]]
+        mask = np.zeros(v.size, dtype=bool)
+        mask[ids] = True
+        e = Entry(
+            ids,
+            dist,
+            torch.from_numpy(mask),
+            float(dist.max()) if ids.size else -math.inf,
+            float(dist.min()) if ids.size else math.inf,
+        )
+        v.entries[key] = e
+        if len(v.entries) > ENTRY_CACHE:
+            v.entries.popitem(last=False)
+        return e
+
+    # ---- the three walks: the state at every trie node, DEAD where the automaton refused a byte ----
+
+    def _walk_sparse(self, c: int) -> np.ndarray:
+        """Down the trie one level at a time, over the live nodes only (gathered per level)."""
+        a, v = self.automaton, self.vocab
+        flat = np.zeros(v.total, dtype=np.int32)
         flat[0] = c
         live = np.zeros(1, dtype=np.int64)  # live nodes of the current level (indices within it)
         states = np.array([c], dtype=np.int32)
@@ -305,23 +351,60 @@ class TokenGrammar:
             keep = nxt != DEAD
             live, states = children[keep], nxt[keep]
             flat[v.offsets[d + 1] + live] = states
-        ends_all = flat[v.token_flat]  # (n_valid,) state after each token
-        alive = ends_all != DEAD
-        ids = v.valid[alive]
-        dist = a.dist[ends_all[alive]]
-        mask = np.zeros(v.size, dtype=bool)
-        mask[ids] = True
-        e = Entry(
-            ids,
-            dist,
-            torch.from_numpy(mask),
-            float(dist.max()) if ids.size else -math.inf,
-            float(dist.min()) if ids.size else math.inf,
-        )
-        v.entries[key] = e
-        if len(v.entries) > ENTRY_CACHE:
-            v.entries.popitem(last=False)
-        return e
+        return flat
+
+    def _walk_dense(self, c: int) -> np.ndarray:
+        """Every node of every level at once: a node's state is its parent's state moved by its byte (the
+        dead state's row is all dead, so dead subtrees stay dead). Two gathers a level, no bookkeeping: the
+        fast walk when most of the trie is alive (inside a string, most tokens are)."""
+        a, v = self.automaton, self.vocab
+        flat = np.zeros(v.total, dtype=np.int32)
+        flat[0] = c
+        states = flat[:1]
+        for d in range(v.max_depth):
+            parent_states = states[v.parents[d]]
+            missing = parent_states[~a.computed[parent_states]]
+            if missing.size:
+                a.ensure(np.unique(missing))
+            states = a.table[parent_states, v.bytes[d]]
+            flat[v.offsets[d + 1] : v.offsets[d + 2]] = states
+        return flat
+
+    def _walk_narrow(self, c: int) -> list[tuple[int, int]] | None:
+        """Depth first in Python from a state few bytes may follow (a key, punctuation, a literal): it
+        visits only the nodes the automaton lets through, a few dozen, where a vectorised level costs more
+        in numpy calls than the nodes themselves. The (flat position, state) of every node reached below
+        the root; None past NARROW_NODES of them."""
+        a, v = self.automaton, self.vocab
+        table, computed = a.table, a.computed
+        starts, bytes_ = v.starts_list, v.bytes_list
+        offsets = v.offsets
+        reached: list[tuple[int, int]] = []  # (flat position, state)
+        stack = [(0, 0, c)]  # (level, index within the level, state)
+        while stack:
+            d, i, s = stack.pop()
+            if d == v.max_depth:
+                continue
+            if not computed[s]:
+                a._fill(s)
+                table, computed = a.table, a.computed  # filling may grow them
+            row = table[s]
+            lo, hi = starts[d][i], starts[d][i + 1]
+            level_bytes = bytes_[d]
+            if hi - lo > 8:  # many children (the root has ~256): look up the few bytes the state allows
+                allowed = np.flatnonzero(row).tolist()
+                children = (bisect_left(level_bytes, b, lo, hi) for b in allowed)
+                chosen = [j for j, b in zip(children, allowed, strict=True) if j < hi and level_bytes[j] == b]
+            else:
+                chosen = range(lo, hi)
+            for j in chosen:
+                nxt = int(row[level_bytes[j]])
+                if nxt != DEAD:
+                    reached.append((offsets[d + 1] + j, nxt))
+                    stack.append((d + 1, j, nxt))
+            if len(reached) > NARROW_NODES:
+                return None
+        return reached
 
     def advance(self, s: int, token: int) -> int:
         """The state after `token` (FINISHED for an end token, DEAD for a token the state does not allow)."""
@@ -404,6 +487,7 @@ class GrammarProcessor:
         self.max_new_tokens = max_new_tokens
         self.start: int | None = None
         self.states: dict[tuple[int, ...], int] = {(): grammar.automaton.start}
+        self._blocked_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def state_of(self, generated: tuple[int, ...]) -> int:
         s = self.states.get(generated)
@@ -417,10 +501,30 @@ class GrammarProcessor:
             self.start = tokens.shape[1]
         generated = [tuple(row) for row in tokens[:, self.start :].tolist()]
         n = len(generated[0]) if generated else 0
-        masks = torch.stack([self.grammar.allowed(self.state_of(row), self.max_new_tokens - n) for row in generated])
-        masks[~masks.any(dim=1)] = True  # a row that ended without an end token: its tokens are not used
+        allowed = [self.grammar.allowed(self.state_of(row), self.max_new_tokens - n) for row in generated]
         self.states = {row: self.states[row] for row in generated}  # the next call extends these
         V = logits.shape[-1]
+        if len(allowed) == 1:  # one row (the common case): a cached blocked-token mask, no stacking
+            return logits.masked_fill(self._blocked(allowed[0], V).to(logits.device), -math.inf)
+        masks = torch.stack(allowed)
+        masks[~masks.any(dim=1)] = True  # a row that ended without an end token: its tokens are not used
         if masks.shape[1] != V:  # the model's rows beyond the tokenizer's ids are never allowed
             masks = torch.nn.functional.pad(masks, (0, V - masks.shape[1])) if masks.shape[1] < V else masks[:, :V]
         return logits.masked_fill(~masks.to(logits.device), -math.inf)
+
+    def _blocked(self, mask: torch.Tensor, V: int) -> torch.Tensor:
+        """The tokens `mask` does not allow, as a (V,) mask the logits' width (nothing blocked when it allows
+        none: a row that ended without an end token, whose tokens are not used). Kept per mask object: the
+        masks of cached entries come back step after step."""
+        hit = self._blocked_cache.get(id(mask))
+        if hit is not None and hit[0] is mask:
+            return hit[1]
+        if not bool(mask.any()):
+            blocked = torch.zeros(V, dtype=torch.bool)
+        else:
+            m = mask[:V] if mask.shape[0] >= V else torch.nn.functional.pad(mask, (0, V - mask.shape[0]))
+            blocked = ~m
+        if len(self._blocked_cache) >= 256:
+            self._blocked_cache.clear()
+        self._blocked_cache[id(mask)] = (mask, blocked)  # the mask itself is kept, so its id stays its own
+        return blocked
