@@ -396,7 +396,7 @@ class TokenGrammar:
                 children = (bisect_left(level_bytes, b, lo, hi) for b in allowed)
                 chosen = [j for j, b in zip(children, allowed, strict=True) if j < hi and level_bytes[j] == b]
             else:
-                chosen = range(lo, hi)
+                chosen = list(range(lo, hi))
             for j in chosen:
                 nxt = int(row[level_bytes[j]])
                 if nxt != DEAD:
