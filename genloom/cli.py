@@ -99,6 +99,8 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
         "early_stopping": args.early_stopping,
         "context_overflow": "truncate" if args.truncate else "error",
         "compile": args.compile,
+        "watermark": args.watermark,
+        "block_verbatim": args.block_verbatim,
     }
     for flag in ("json_schema", "regex", "choice"):  # `sample`'s constraints (docs/tools.md)
         value = getattr(args, flag, None)
@@ -193,6 +195,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         "guidance_scale": args.guidance_scale,
         "temperature": args.temperature,
         "where": args.where,
+        "watermark": args.watermark,
     }
     result = gl.sample(
         args.run,
@@ -247,7 +250,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    print(gl.evaluate(args.run, checkpoint=args.checkpoint, n_samples=args.n_samples).line)
+    if args.run is None:  # genloom eval RUN
+        print(gl.evaluate(args.first, checkpoint=args.checkpoint, n_samples=args.n_samples).line)
+        return 0
+    probe, run = args.first, args.run  # genloom eval PROBE RUN
+    settings = {
+        "n_prompts": args.prompts,
+        "prefix_chars": args.prefix_chars,
+        "min_chars": args.min_chars,
+        "max_new_tokens": args.new_tokens,
+        "block_verbatim": args.block_verbatim,
+        "seed": args.seed,
+    }
+    print(gl.evaluate(run, checkpoint=args.checkpoint, probe=probe, **settings).line)
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    import json
+
+    import genloom as gl
+
+    found = gl.detect(args.run, args.file, gamma=args.gamma, threshold=args.threshold)
+    print(json.dumps(found) if args.json else found["line"])
     return 0
 
 
@@ -379,7 +404,12 @@ def _warn(line: str) -> None:
 def _cmd_index(args: argparse.Namespace) -> int:
     import genloom as gl
 
-    settings = {"chunk_tokens": args.chunk_tokens, "overlap": args.overlap, "max_file_bytes": args.max_file_mb}
+    settings = {
+        "chunk_tokens": args.chunk_tokens,
+        "overlap": args.overlap,
+        "max_file_bytes": args.max_file_mb,
+        "scrub_pii": args.scrub_pii,
+    }
     given = {k: v for k, v in settings.items() if v is not None}
     if "max_file_bytes" in given:
         given["max_file_bytes"] = int(given["max_file_bytes"] * 1_000_000)
@@ -476,6 +506,14 @@ def _add_generation_flags(p: argparse.ArgumentParser) -> None:
         "--compile", action="store_true", help="torch.compile the decode step (10-30 s once; faster small models)"
     )
     p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    p.add_argument("--watermark", action="store_true", help="mark the output with the run's watermark (detect)")
+    p.add_argument(
+        "--block-verbatim",
+        type=int,
+        default=0,
+        metavar="CHARS",
+        help="text: never copy this many characters verbatim from the training text (e.g. 50)",
+    )
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
 
 
@@ -558,11 +596,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("eval", help="exact validation loss and perplexity of a run")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser("eval", help="a run's held-out figures, or a named evaluation: eval memorization RUN")
+    p.add_argument("first", metavar="PROBE|RUN", help="a run directory, or an evaluation's name (memorization)")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN", help="the run, after an evaluation's name")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.add_argument("--n-samples", type=int, default=500, help="images: samples for FID/KID and accuracy")
+    p.add_argument("--prompts", type=int, default=None, help="memorization: training prefixes (default 1000)")
+    p.add_argument("--prefix-chars", type=int, default=None, help="memorization: characters per prefix (64)")
+    p.add_argument("--min-chars", type=int, default=None, help="memorization: a verbatim copy's length (50)")
+    p.add_argument("--new-tokens", type=int, default=None, help="memorization: tokens generated per prefix (64)")
+    p.add_argument("--block-verbatim", type=int, default=None, metavar="CHARS", help="memorization: guard on")
+    p.add_argument("--seed", type=int, default=None, help="memorization: which prefixes are drawn (0)")
     p.set_defaults(handler=_cmd_eval)
+
+    p = sub.add_parser("detect", help="does a text or image carry a run's watermark? (z-score / bits, p-value)")
+    p.add_argument("run", help="the run whose key marked it")
+    p.add_argument("file", help="a UTF-8 text file (text runs) or an image or sample grid (image runs)")
+    p.add_argument("--gamma", type=float, default=0.25, help="text: the green share the text was generated with")
+    p.add_argument("--threshold", type=float, default=4.0, help="text: z above which a text counts as marked")
+    p.add_argument("--json", action="store_true", help="all figures as one JSON object")
+    p.set_defaults(handler=_cmd_detect)
 
     p = sub.add_parser("fill-mask", help="the most probable fillers of each [MASK] in a text (masked LMs)")
     p.add_argument("run", help="run directory of a bert run, or a local Hugging Face BERT directory")
@@ -634,6 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=None, help="words a chunk repeats from the previous (default 40)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default 50)")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch (other settings or embedder)")
+    p.add_argument(
+        "--scrub-pii",
+        default=None,
+        metavar="KINDS",
+        help="replace personal data before indexing: true, or a list (email,phone,iban,card,ssn,ip,url)",
+    )
     p.set_defaults(handler=_cmd_index)
 
     p = sub.add_parser("search", help="search an index: hits with path, span, score and text")
@@ -678,6 +737,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "chat": _cmd_chat,
     "export": _cmd_export,
     "eval": _cmd_eval,
+    "detect": _cmd_detect,
     "families": _cmd_families,
     "compare": _cmd_compare,
     "demo": _cmd_demo,

@@ -51,6 +51,8 @@ METRICS = "metrics.jsonl"
 CARD = "card.md"
 SAMPLES = "samples"
 LOCK = "writer.lock"  # held (flock) by the one process writing the run; holds its pid
+WATERMARK_KEY = "watermark.key"  # the run's secret watermark key (docs/responsible.md); never in any output
+MEMORIZATION = "memorization"  # text runs: the training text's n-gram index (block_verbatim, eval memorization)
 RUN_MARKER = "genloom_run"  # the config.toml key that says "this directory is a genloom run"
 RUN_FORMAT = 1  # its value: the run-directory format version
 TEMP_SUFFIX = ".tmp"  # what an unfinished atomic write is called beside its file
@@ -67,6 +69,8 @@ RUN_FILES = frozenset(
         CARD,
         SAMPLES,
         LOCK,
+        WATERMARK_KEY,
+        MEMORIZATION,
         "summary.json",
         "chat_template.json",
         "tune.toml",
@@ -125,16 +129,20 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any], mode: int | None = None) -> None:
     """`write(binary_file)` into a temp file beside `path`, fsync, rename over `path`: readers see the old
-    or the new content, never a mix, and a failed write leaves no temp file behind."""
+    or the new content, never a mix, and a failed write leaves no temp file behind. `mode` sets the file's
+    permissions (e.g. 0o600 for a secret, which then never exists readable by others), else the umask's."""
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + _TMP)
     with _writing(path, tmp):
         try:
-            with open(tmp, "wb") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if mode is not None else 0o666)
+            with os.fdopen(fd, "wb") as f:
+                if mode is not None:
+                    os.fchmod(f.fileno(), mode)
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
@@ -169,6 +177,11 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
     tmp = _write_safetensors_tmp(lambda f: save_file(tensors, f, metadata={"format": "pt"}), path)
     with _writing(path, tmp):
         _commit(tmp, path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` atomically (see `atomic_write`); `mode` as there."""
+    atomic_write(path, lambda f: f.write(data), mode)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, step: int) -> None:
@@ -269,7 +282,8 @@ def recover(run_dir: str | Path) -> None:
                 tmp_step = None
             if tmp_step is not None and tmp_step == load_state(run_dir).get("step"):
                 _commit(weights_tmp, run_dir / WEIGHTS)
-        for tmp in list(run_dir.glob("*" + _TMP)) + list(run_dir.glob("state/*" + _TMP)):
+        temps = [*run_dir.glob("*" + _TMP), *run_dir.glob("state/*" + _TMP), *run_dir.glob(f"{MEMORIZATION}/*{_TMP}")]
+        for tmp in temps:
             tmp.unlink()
 
 

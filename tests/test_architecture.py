@@ -37,6 +37,7 @@ ALLOWED = {
         "masked_lm",
         "chat",
         "tune",
+        "image_watermark",
     },
     "tune": {
         "chat",
@@ -69,6 +70,7 @@ ALLOWED = {
     "hf": {"errors", "config", "models", "tokenizers", "chat"},  # chat: an export's template as Jinja
     "gguf": {"errors", "models", "tokenizers", "chat", "hf"},
     "__main__": {"cli"},
+    "image_watermark": {"errors"},  # the image watermark: numpy/scipy only, used by the API's image runs
 }
 
 

@@ -32,6 +32,7 @@ from genloom.api.quickstart import demo
 from genloom.api.runs import RunConfig, read_run_config, resolve_config, resume_config
 from genloom.api.seq2seq import Translator
 from genloom.api.text import LanguageModel, export_hf, is_pretrained, load_hf_bert, load_hf_directory
+from genloom.data.pii import Scrubber, scrub
 from genloom.errors import UserError
 from genloom.masked_lm import MaskedLanguageModel
 from genloom.models import FAMILIES, get_family
@@ -50,9 +51,11 @@ __all__ = [
     "Modality",
     "RunConfig",
     "Sampled",
+    "Scrubber",
     "Translator",
     "compare",
     "demo",
+    "detect",
     "evaluate",
     "evaluate_images",
     "export",
@@ -65,6 +68,7 @@ __all__ = [
     "open_run",
     "resolve_config",
     "sample",
+    "scrub",
     "train",
     "tune",
 ]
@@ -164,8 +168,26 @@ def evaluate(run_dir: str | Path, checkpoint: str = "last", **options: Any) -> M
     if is_pretrained(run_dir):
         raise UserError(f"{run_dir}: a pretrained model has no training data of genloom's to evaluate on")
     _, modality = run_modality(run_dir)
+    probe = options.get("probe")
+    if probe is not None and probe not in modality.probes:
+        offered = ", ".join(sorted(modality.probes)) or "none"
+        raise UserError(f"{run_dir}: no evaluation {probe!r} for this {modality.noun} (its evaluations: {offered})")
     values = modality.evaluate(run_dir, checkpoint, options)
     return Metrics(values, modality.directions, modality.describe(values))
+
+
+def detect(run_dir: str | Path, path: str | Path, **options: Any) -> dict[str, Any]:
+    """Whether the file at `path` (a text, or an image or grid of images) carries the watermark of the run
+    `run_dir`, whose key is in the run (docs/responsible.md): the run's modality's figures (text: z-score and
+    p-value; images: bit accuracy and p-value) and `line`, a sentence for the user. `options`: text's `gamma`
+    and `threshold` (z)."""
+    run_dir, path = Path(run_dir), Path(path)
+    if is_pretrained(run_dir):
+        raise UserError(f"{run_dir}: watermarks need a genloom run directory (its key lives there)")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    _, modality = run_modality(run_dir)
+    return modality.detect(run_dir, path, options)
 
 
 def families() -> list[dict[str, str]]:

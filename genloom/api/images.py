@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from genloom import run as rundir
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
+from genloom.api.responsible import load_key
 from genloom.api.runs import (
     RunConfig,
     announce,
@@ -38,6 +40,7 @@ from genloom.evaluate.images import (
 )
 from genloom.evaluate.images import features as image_features
 from genloom.generation.config import MIN_SCALE
+from genloom.image_watermark import P_THRESHOLD, ImageWatermark, binomial_tail
 from genloom.models import Family, get_family
 from genloom.train import Trainer, TrainResult
 
@@ -236,11 +239,13 @@ class ImageModel:
         guidance_scale: float | None = None,
         temperature: float | None = None,
         out: str | Path | None = None,
+        watermark: bool = False,
     ) -> torch.Tensor:
         """n images (n, C, S, S) in [-1, 1]; with `out`, also a PNG grid there.
 
         `label` asks a class-conditional run for one class (default: every class in turn); `steps` and
-        `guidance_scale` are for diffusion, `temperature` for flow and PixelCNN.
+        `guidance_scale` are for diffusion, `temperature` for flow and PixelCNN; `watermark` marks every
+        image with the run's invisible watermark (genloom/image_watermark.py; `genloom detect` reads it).
         """
         if n <= 0:
             raise UserError(f"n must be a positive number of images, got {n}")
@@ -266,10 +271,66 @@ class ImageModel:
             kwargs["temperature"] = temperature
         labels = self.labels_for(n, label)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        mark = self.watermarker() if watermark else None  # a missing key fails before sampling
         images = self.model.sample(n, labels, generator=generator, **kwargs)  # type: ignore[operator]
+        if mark is not None:
+            levels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().numpy()  # the PNG's levels
+            marked = np.stack([mark.embed(x) for x in levels])
+            images = torch.from_numpy(marked / 127.5 - 1.0).to(images.dtype)
         if out is not None:
             save_grid(images, out, nrow=min(n, 8))
         return images
+
+    def watermarker(self) -> ImageWatermark:
+        """The run's image watermark (its key is in the run directory)."""
+        return ImageWatermark(load_key(self.run_dir).image_seed(), int(self.config.model.image_size))
+
+    def detect(self, path: str | Path) -> dict[str, Any]:
+        """Whether the image (or `genloom sample` grid) at `path` carries this run's watermark: per image,
+        bit accuracy and p-value; a grid is marked when its images are, by the combined p-value."""
+        mark = self.watermarker()
+        cells = image_cells(path, mark.size)
+        found = [mark.detect(cell) for cell in cells]
+        matches, bits = sum(f.matches for f in found), sum(f.bits for f in found)
+        p = binomial_tail(matches, bits) if bits <= 4096 else float(found[0].p_value)
+        return {
+            "watermarked": p < P_THRESHOLD,
+            "images": len(found),
+            "bit_accuracy": matches / bits,
+            "p_value": p,
+            "per_image": [f.to_json() for f in found],
+        }
+
+
+def image_cells(path: str | Path, size: int) -> list[np.ndarray]:
+    """The images in a file as (C, H, W) levels: a `genloom sample` grid (cells of `size` × 2 pixels between
+    2-pixel gaps, the layout `save_grid` writes) is cut into its cells; any other image is one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB" if img.mode not in ("L", "1", "I;16") else "L"), dtype=np.float64)
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{path}: not an image file ({str(e).splitlines()[0]})") from None
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # (C, H, W)
+    _, H, W = array.shape
+    scale, pad = 2, 2  # save_grid's defaults
+    cell = size + pad
+    if H % scale == 0 and W % scale == 0 and (H // scale - pad) % cell == 0 and (W // scale - pad) % cell == 0:
+        rows, cols = (H // scale - pad) // cell, (W // scale - pad) // cell
+        small = array[:, ::scale, ::scale]  # undo the nearest-neighbour upscale
+        blank = small[:, :pad, :].max() >= 250 and small[:, :, :pad].max() >= 250
+        if rows * cols > 1 or blank:
+            cells = []
+            for r in range(rows):
+                for k in range(cols):
+                    y, x = pad + r * cell, pad + k * cell
+                    piece = small[:, y : y + size, x : x + size]
+                    if piece.min() < 255:  # an empty cell at the end of the last row is all white
+                        cells.append(piece)
+            if cells:
+                return cells
+    return [array]
 
 
 def load_image_model(run_dir: str | Path, checkpoint: str = "last") -> ImageModel:
@@ -450,8 +511,18 @@ class ImageModality(Modality):
             options.get("guidance_scale"),
             options.get("temperature"),
             out=out,
+            watermark=bool(options.get("watermark")),
         )
         return Sampled(out, n, f"{n} samples written to {out}")
+
+    def detect(self, run_dir: Path, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+        found = self.load(run_dir, read_run_config(run_dir), "last").detect(path)
+        verdict = "watermarked by this run" if found["watermarked"] else "no watermark of this run"
+        found["line"] = (
+            f"{path}: {verdict} ({found['images']} image(s), bit accuracy {found['bit_accuracy']:.3f}, "
+            f"p = {found['p_value']:.3g})"
+        )
+        return found
 
     def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
         test_images = options.get("test_images")

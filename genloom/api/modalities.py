@@ -27,8 +27,14 @@ MODALITIES: dict[str, Modality] = {
         commands=frozenset({"chat", "tune"}),
         kind="text",
         sample_file="samples/sample.txt",
-        directions={"val_loss": "lower", "val_perplexity": "lower"},
+        directions={
+            "val_loss": "lower",
+            "val_perplexity": "lower",
+            "extractable_rate": "lower",
+            "verbatim_rate": "lower",
+        },
         headline="val_loss",
+        probes=frozenset({"memorization"}),
     ),
     "masked-text": MaskedTextModality(
         name="masked-text",

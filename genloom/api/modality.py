@@ -108,6 +108,7 @@ class Modality:
     sample_file: str = "samples/sample.txt"  # where `genloom sample` writes without --out, in the run
     directions: dict[str, Direction] = field(default_factory=dict)  # every quality metric's direction
     headline: str = ""  # the metric compare ranks by first
+    probes: frozenset[str] = field(default_factory=frozenset)  # named evaluations: `genloom eval PROBE RUN`
 
     # ---- ingest / train / load ----
 
@@ -131,8 +132,14 @@ class Modality:
         raise NotImplementedError
 
     def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
-        """The run's held-out figures, recorded in its card.md."""
+        """The run's held-out figures, recorded in its card.md; `options["probe"]`, when given, names one
+        of `probes` to run instead (e.g. "memorization")."""
         raise NotImplementedError
+
+    def detect(self, run_dir: Path, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+        """Whether the file at `path` carries this run's watermark (docs/responsible.md): figures and a
+        `line` for the user."""
+        raise UserError(f"{run_dir}: {self.name} runs do not mark their samples with a watermark")
 
     def describe(self, metrics: Mapping[str, Any]) -> str:
         """`genloom eval`'s one line."""

@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +288,16 @@ def start_run(
         if tokenizer is not None:
             tokenizer.save(out / rundir.TOKENIZER)
             stamp["tokenizer"] = file_hash(out / rundir.TOKENIZER)
+        stamp["run_id"] = uuid.uuid4().hex  # names this run: a watermark key copied from another run is refused
+        write_watermark_key(out, stamp["run_id"])
         rundir.atomic_write_text(out / DATA_STAMP, json.dumps(stamp))
+
+
+def write_watermark_key(run_dir: Path, run_id: str) -> None:
+    """The run's secret watermark key (32 random bytes) and the id of the run it belongs to, readable by
+    its owner only (docs/responsible.md)."""
+    record = {"genloom_watermark_key": 1, "run_id": run_id, "key": secrets.token_hex(32)}
+    rundir.atomic_write_bytes(run_dir / rundir.WATERMARK_KEY, (json.dumps(record) + "\n").encode(), mode=0o600)
 
 
 def end_summary(

@@ -15,13 +15,22 @@ from torch import nn
 
 from genloom import run as rundir
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
+from genloom.api.responsible import (
+    INDEX_ARRAY,
+    bind_run,
+    corpus_stamp,
+    detect_text,
+    evaluate_memorization,
+    memorization_line,
+    responsible_sections,
+    write_index,
+)
 from genloom.api.runs import (
     RunConfig,
     announce,
     build_model,
     end_summary,
     file_hash,
-    fingerprint,
     load_run_model,
     read_run_config,
     read_summary,
@@ -61,6 +70,7 @@ class TextPipeline:
     data: TokenData
     stats: dict[str, Any]
     stamp: dict[str, str]
+    documents: list[str]  # the training split's text (for the n-gram index of block_verbatim)
 
 
 def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipeline:
@@ -77,8 +87,9 @@ def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipel
         "val_tokens": len(val_ids),
         "vocab_size": tokenizer.vocab_size,
     }
-    stamp = {"corpus": fingerprint([*corpus.train, "\x01", *corpus.val])}
-    return TextPipeline(tokenizer, data, stats, stamp)
+    # the scrub setting is part of the fingerprint: --resume notices a change
+    stamp = {"corpus": corpus_stamp(corpus.train, corpus.val, rc.data.pii_kinds)}
+    return TextPipeline(tokenizer, data, stats, stamp, corpus.train)
 
 
 def prompt_ids(tokenizer: Tokenizer, prompt: str) -> list[int]:
@@ -143,6 +154,8 @@ def train_text(
         sampler = None
     trainer = Trainer(model, rc.train, batches, out, sampler=sampler, log=log)
     start_run(out, rc, pipe.stamp, resume, trainer, pipe.tokenizer)
+    if not masked and rc.data.verbatim_index and not (out / INDEX_ARRAY).exists():  # what block_verbatim consults
+        write_index(out, pipe.documents, rc.data.verbatim_index, pipe.stamp["corpus"])
     result = trainer.fit(resume=resume)
     model_info = {"parameters": model.num_params(), "flops_per_token": model.flops_per_token()}
     summary = end_summary(out, pipe.stats, model_info, result, trainer, "tokens_per_s")
@@ -172,6 +185,9 @@ def ingest_summary(rc: RunConfig, stats: dict[str, Any]) -> list[str]:
         f"{stats['vocab_size']:,}); split by {stats['split']}: train {stats['train_tokens']:,}, validation "
         f"{stats['val_tokens']:,} tokens"
     )
+    if "pii_scrubbed" in stats:
+        counts = ", ".join(f"{kind} {n:,}" for kind, n in stats["pii_scrubbed"].items())
+        lines.append(f"  personal data replaced by placeholders (data.scrub_pii): {counts}")
     if stats.get("files_skipped", 0) > stats.get("files_read", 0):
         lines.append(
             f"warning: most files under {d.source} were skipped ({stats['skipped_by_suffix']}): they do not have a "
@@ -185,6 +201,11 @@ def masked_data(rc: RunConfig, pipe: TextPipeline) -> MaskedTokenData:
     return masked_batches(
         pipe.tokenizer, pipe.data.splits["train"], pipe.data.splits["val"], rc.model.block_size, rc.data
     )
+
+
+def _table_lines(counts: Mapping[str, Any], header: tuple[str, str]) -> str:
+    rows = [f"| {header[0]} | {header[1]} |", "|---|---|", *(f"| {k} | {v} |" for k, v in counts.items())]
+    return "\n".join(rows)
 
 
 def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> None:
@@ -211,11 +232,19 @@ def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> No
             "tokenizer": f"{rc.data.tokenizer} (vocab {m.vocab_size})",
         },
         "Data": provenance,
-        "Data statistics": summary.get("data", {}),
+        "Data statistics": {k: v for k, v in summary.get("data", {}).items() if k != "pii_scrubbed"},
         "Training": summary.get("training", {}),
     }
+    scrubbed = summary.get("data", {}).get("pii_scrubbed")
+    if scrubbed is not None:
+        sections["Personal data"] = (
+            "Scrubbed before training (`data.scrub_pii`, genloom/data/pii.py): each item became a typed placeholder "
+            "such as `<EMAIL>`.\n\n" + _table_lines(scrubbed, ("kind", "replaced"))
+        )
     if "evaluation" in summary:
         sections["Evaluation (exact, whole validation split)"] = summary["evaluation"]
+    for heading, body in responsible_sections(summary).items():
+        sections[heading] = body
     samples = sorted((run_dir / rundir.SAMPLES).glob("step_*.txt"))
     if samples:
         sections[f"Sample ({samples[-1].stem})"] = "```\n" + samples[-1].read_text()[:600] + "\n```"
@@ -337,13 +366,23 @@ class LanguageModel:
             if "max_new_tokens" in options and options["max_new_tokens"] is not None:
                 raise UserError("give max_new_tokens or max_length (prompt included), not both")
             options["max_new_tokens"] = max(0, int(max_length) - max(len(i) for i in ids))
-        cfg = bind(generation_config(**options), self.tokenizer)
+        cfg = self.responsible(bind(generation_config(**options), self.tokenizer))
         return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Yield the continuation of `prompt` in pieces as they are decided (whole characters only)."""
-        cfg = bind(generation_config(**options), self.tokenizer)
+        cfg = self.responsible(bind(generation_config(**options), self.tokenizer))
         return stream(self.model, self._ids(prompt), cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+    def responsible(self, cfg: GenerationConfig) -> GenerationConfig:
+        """`cfg` with this run's training-text index (block_verbatim) and watermark key (watermark)
+        attached when it asks for them (docs/responsible.md)."""
+        return bind_run(cfg, self.run_dir, self.tokenizer)
+
+    def detect(self, text: str, gamma: float = 0.25, threshold: float = 4.0) -> dict[str, Any]:
+        """Whether `text` carries this run's text watermark: z-score, p-value, green and scored tokens."""
+        vocab = int(self.model.config.vocab_size)  # type: ignore[union-attr,arg-type]
+        return detect_text(self.run_dir, self.tokenizer, vocab, text, gamma, threshold).to_json()
 
     def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The text the model continues for `messages` (the run's chat template, or plain role lines)."""
@@ -643,11 +682,35 @@ class TextModality(Modality):
 
     def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
         rc = read_run_config(run_dir)
-        return evaluate_text(self.load(run_dir, rc, checkpoint), checkpoint)
+        lm = self.load(run_dir, rc, checkpoint)
+        if options.get("probe") == "memorization":
+            settings = {k: v for k, v in options.items() if k != "probe" and v is not None}
+            metrics = evaluate_memorization(lm, **settings)
+            write_text_card(run_dir, rc, read_summary(run_dir))
+            return metrics
+        return evaluate_text(lm, checkpoint)
 
     def describe(self, metrics: Mapping[str, Any]) -> str:
         m = metrics
+        if "extractable" in m:
+            return memorization_line(m)
         return f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
+
+    def detect(self, run_dir: Path, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not UTF-8 text (byte offset {e.start})") from None
+        lm = self.load(run_dir, read_run_config(run_dir), "last")
+        found = lm.detect(text, float(options.get("gamma") or 0.25), float(options.get("threshold") or 4.0))
+        verdict = "watermarked by this run" if found["watermarked"] else "no watermark of this run"
+        found["line"] = (
+            f"{path}: {verdict} (z = {found['z']:.2f}, p = {found['p_value']:.3g}; {found['green']} of "
+            f"{found['scored']} distinct token pairs green, threshold z = {found['threshold']:g})"
+        )
+        return found
 
     def card(self, run_dir: Path, rc: Any, summary: dict[str, Any]) -> None:
         write_text_card(run_dir, rc, summary)

@@ -4,7 +4,8 @@ The pipeline, in order: read documents (one file, every file of a directory matc
 JSONL record per document) → decode bytes (strict by default: the error names the file and byte offset)
 → Unicode normalization (NFC) → optional whitespace cleanup → exact duplicate removal → deterministic
 train/validation split → tokenize → one int64 tensor per split, from which batches are random windows
-(as in nanoGPT's `get_batch`). The random windows are drawn from a `torch.Generator` the trainer owns,
+(as in nanoGPT's `get_batch`). With `scrub_pii`, personal data (e-mail addresses, phone numbers, IBANs, cards,
+SSNs, IP addresses, URLs) becomes typed placeholders right after normalization (`genloom/data/pii.py`). The random windows are drawn from a `torch.Generator` the trainer owns,
 so saving its state saves the data position.
 """
 
@@ -18,12 +19,13 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from genloom.data import DATA_DIR
 from genloom.data.files import check_data_file, read_data_file
+from genloom.data.pii import Scrubber, parse_kinds
 from genloom.errors import UserError
 from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
 
@@ -57,10 +59,26 @@ class TextDataConfig:
     tokenizer: Literal["char", "bpe", "wordpiece"] = "char"  # character-level, byte-level BPE, or BERT WordPiece
     vocab_size: int = 4096  # BPE and WordPiece only: the vocabulary is learned up to this size
     byte_fallback: bool = False  # char only: unseen characters become UTF-8 byte tokens
+    # personal data → typed placeholders before training: true (every kind), or a list of email, phone, iban,
+    # card, ssn, ip, url (genloom/data/pii.py); counted per kind in summary.json and card.md
+    scrub_pii: bool | tuple[str, ...] = False
+    verbatim_index: int = (
+        24  # gpt runs: bytes per n-gram of the training-text index (block_verbatim, eval memorization); 0: none
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        parse_kinds(self.scrub_pii, "scrub_pii")  # an unknown kind names itself and the valid ones
+        if self.verbatim_index != 0 and not 4 <= self.verbatim_index <= 1024:
+            raise ValueError(
+                f"verbatim_index must be 0 (no index) or 4..1024 bytes per n-gram, got {self.verbatim_index}"
+            )
+
+    @property
+    def pii_kinds(self) -> tuple[str, ...]:
+        """The kinds of personal data scrubbed from this corpus (empty: none)."""
+        return parse_kinds(self.scrub_pii, "scrub_pii")
 
 
 @dataclass
@@ -69,7 +87,7 @@ class Corpus:
 
     train: list[str]
     val: list[str]
-    stats: dict[str, int | str] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_source(source: str) -> Path:
@@ -157,14 +175,18 @@ def clean_whitespace(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
-def preprocess(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], dict[str, int | str]]:
-    """Normalize, clean and deduplicate documents; empty documents are dropped."""
+def preprocess(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], dict[str, Any]]:
+    """Normalize, scrub personal data (if asked), clean and deduplicate documents; empty documents are
+    dropped. The stats hold `pii_scrubbed` (replacements per kind) when scrubbing is on."""
     out: list[str] = []
     seen: set[bytes] = set()
     duplicates = 0
+    scrubber = Scrubber(cfg.pii_kinds) if cfg.pii_kinds else None
     for doc in docs:
         if cfg.normalize != "none":
             doc = unicodedata.normalize(cfg.normalize, doc)
+        if scrubber is not None:
+            doc = scrubber(doc)
         if cfg.clean_whitespace:
             doc = clean_whitespace(doc)
         if not doc.strip():
@@ -178,7 +200,9 @@ def preprocess(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], dict[st
         out.append(doc)
     if not out:
         raise UserError(f"{cfg.source}: the corpus is empty (no text left after reading and preprocessing)")
-    stats: dict[str, int | str] = {"documents_read": len(docs), "duplicates_removed": duplicates, "documents": len(out)}
+    stats: dict[str, Any] = {"documents_read": len(docs), "duplicates_removed": duplicates, "documents": len(out)}
+    if scrubber is not None:
+        stats["pii_scrubbed"] = scrubber.report()
     return out, stats
 
 
@@ -199,7 +223,7 @@ def split(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], list[str], s
 
 def load_corpus(cfg: TextDataConfig) -> Corpus:
     """Read, preprocess and split the configured text source."""
-    report: dict[str, int | str] = {}
+    report: dict[str, Any] = {}
     docs, stats = preprocess(read_documents(cfg, report), cfg)
     stats = {**report, **stats}
     train, val, how = split(docs, cfg)

@@ -53,8 +53,18 @@ class IndexConfig:
     max_file_bytes: int = 50_000_000  # larger files are skipped with a warning
     k1: float = 1.5  # BM25 term-frequency saturation (Lucene's default family; bm25s uses 1.5)
     b: float = 0.75  # BM25 length normalization
+    scrub_pii: bool | tuple[str, ...] = False  # personal data → placeholders before indexing (genloom/data/pii.py)
 
     def __post_init__(self) -> None:
+        if self.scrub_pii:  # the public API's scrubber (imported only when asked for: it loads the API)
+            from genloom import Scrubber
+
+            try:
+                kinds = Scrubber(self.scrub_pii).kinds
+            except ValueError as e:
+                raise UserError(str(e).replace("kinds:", "scrub_pii:", 1)) from None
+            if not isinstance(self.scrub_pii, bool):
+                self.scrub_pii = kinds  # one spelling, so the manifest's settings compare equal
         if self.chunk_tokens < 8:
             raise UserError(f"chunk_tokens must be at least 8 words, got {self.chunk_tokens}")
         if not 0 <= self.overlap < self.chunk_tokens:
@@ -93,6 +103,7 @@ class UpdateReport:
     chunks: int = 0  # chunks in the index now
     embedded: int = 0  # chunks that were embedded (no cached vector)
     seconds: float = 0.0  # wall time of the update
+    pii_scrubbed: dict[str, int] = field(default_factory=dict)  # scrub_pii: items replaced in new chunks, per kind
 
     def summary(self) -> str:
         return (
@@ -100,6 +111,11 @@ class UpdateReport:
             f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.embedded} chunks embedded; "
             f"{self.seconds:.2f} s"
+            + (
+                f"; personal data replaced: {', '.join(f'{k} {v}' for k, v in self.pii_scrubbed.items())}"
+                if self.pii_scrubbed
+                else ""
+            )
         )
 
 
@@ -223,6 +239,11 @@ class Index:
                 raise UserError(f"{out}: built with {asdict(kept)}; give the same settings, or --overwrite to rebuild")
             config = kept
         config = config or IndexConfig()
+        scrubber = None
+        if config.scrub_pii:
+            from genloom import Scrubber
+
+            scrubber = Scrubber(config.scrub_pii)
         model = cls._embedder_for(out, old, embedder)
         # the previous generation, by file: its chunks' rows
         old_files: dict[str, dict[str, Any]] = old["files"] if old else {}
@@ -259,12 +280,19 @@ class Index:
                 except Unreadable as e:
                     report.skipped[rel] = str(e)
                     continue
+                if scrubber is not None:  # before chunking: spans count lines and pages, which stay
+                    for d in documents:
+                        for block in d.blocks:
+                            block.text = scrubber(block.text)
+                            block.heading = tuple(scrubber(h) for h in block.heading)
                 new = [c for d in documents for c in chunk_document(d, rel, config.chunk_tokens, config.overlap)]
                 chunks += new
                 kept_rows += [None] * len(new)
                 files[rel] = {"sha256": digest, "size": len(data), "chunks": len(new)}
                 (report.changed if rel in old_files else report.added).append(rel)
         report.removed = sorted(set(old_files) - set(files) - set(report.skipped))
+        if scrubber is not None:
+            report.pii_scrubbed = scrubber.report()
         for rel, why in report.skipped.items():
             warn(f"{root / rel}: skipped: {why}")
         if not files and not report.skipped:

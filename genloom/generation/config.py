@@ -44,6 +44,13 @@ class GenerationConfig:
     regex: str | None = None  # the whole output matches this regular expression
     choice: tuple[str, ...] | None = None  # the output is exactly one of these strings
     grammar: Any = None  # the three above compiled for a tokenizer (`generation.constrained.bind` sets it)
+    # responsible generation (docs/responsible.md): both need the run's files, which a loaded run attaches
+    block_verbatim: int = 0  # > 0: never output a span of this many characters copied from the training text
+    watermark: bool = False  # Kirchenbauer et al. 2023: bias green tokens so `genloom detect` can tell the text
+    watermark_gamma: float = 0.25  # share of the vocabulary on each step's green list
+    watermark_delta: float = 2.0  # added to green logits (before temperature)
+    verbatim_index: Any = None  # the run's training-text index for block_verbatim (set by the loaded run)
+    watermark_key: Any = None  # the run's secret key for watermark (set by the loaded run; never printed)
 
     def __post_init__(self) -> None:
         for name in ("temperature", "repetition_penalty", "frequency_penalty", "presence_penalty", "length_penalty"):
@@ -88,6 +95,12 @@ class GenerationConfig:
             raise UserError(f"give one constraint, not {' and '.join(given)}")
         if given and not self.stop_at_eos:
             raise UserError(f"{given[0]} needs stop_at_eos: a constrained output ends with its end token")
+        if self.block_verbatim < 0:
+            raise UserError(f"block_verbatim must be >= 0 characters (0: off), got {self.block_verbatim}")
+        if self.watermark:
+            from genloom.generation.watermark import check_settings
+
+            check_settings(self.watermark_gamma, self.watermark_delta)
         samples = (0 < self.temperature != 1.0) or any(x is not None for x in (self.top_k, self.top_p, self.min_p))
         if self.num_beams > 1 and samples:
             raise UserError("num_beams > 1 is beam search, which does not sample: drop temperature/top_k/top_p/min_p")

@@ -10,7 +10,10 @@ Hugging Face's `generation/logits_process.py` pipeline, where these have a count
    n-grams (Hugging Face's `no_repeat_ngram_size`, from Paulus et al. 2017);
 3. logit bias — the user's explicit preferences;
 4. banned tokens — so no bias can bring a banned token back;
-4b. the grammar of a constraint (json_schema, regex, choice: `constrained/`) — the last edit, so nothing
+4a. the text watermark (Kirchenbauer et al. 2023: + δ on the previous token's green list, `watermark.py`);
+4b. the regurgitation guard (`verbatim.py`: tokens that would complete a verbatim copy of the training
+   text get -inf) — after the watermark and bias, so neither can bring such a token back;
+4c. the grammar of a constraint (json_schema, regex, choice: `constrained/`) — the last edit, so nothing
    can bring back a token the grammar forbids;
 5. temperature — rescales everything above before truncation;
 6. top-k, 7. top-p (Holtzman et al. 2020), 8. min-p (Nguyen et al. 2024) — truncations of the
@@ -29,6 +32,8 @@ import torch
 from genloom.errors import UserError
 from genloom.generation.config import GenerationConfig
 from genloom.generation.constrained.automaton import GrammarProcessor
+from genloom.generation.verbatim import VerbatimGuard
+from genloom.generation.watermark import Watermark
 
 NEG_INF = float("-inf")
 
@@ -167,6 +172,8 @@ Processor = (
     | TopP
     | MinP
     | GrammarProcessor
+    | Watermark
+    | VerbatimGuard
 )
 
 
@@ -190,6 +197,19 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
         edits.append(LogitBias(cfg.logit_bias, vocab_size))
     if cfg.banned_tokens:
         edits.append(BannedTokens(cfg.banned_tokens, vocab_size))
+    if cfg.watermark:
+        if cfg.watermark_key is None:
+            raise UserError(
+                "watermark needs the run's key: generate through a loaded run (gl.load(run).generate(..., watermark=True))"
+            )
+        edits.append(Watermark(cfg.watermark_key, cfg.watermark_gamma, cfg.watermark_delta))
+    if cfg.block_verbatim:
+        if cfg.verbatim_index is None:
+            raise UserError(
+                "block_verbatim needs the run's training-text index: generate through a loaded run "
+                "(gl.load(run).generate(..., block_verbatim=50))"
+            )
+        edits.append(cfg.verbatim_index.guard(cfg.block_verbatim))
     if cfg.grammar is not None:
         edits.append(GrammarProcessor(cfg.grammar, cfg.max_new_tokens))
     elif cfg.json_schema is not None or cfg.regex is not None or cfg.choice is not None:
@@ -214,6 +234,9 @@ def build_processors(cfg: GenerationConfig, vocab_size: int) -> tuple[list[Proce
 def needs_history(processors: Sequence[Processor]) -> bool:
     """Whether any processor reads the tokens so far (the others look at the logits only)."""
     return any(
-        isinstance(p, RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | GrammarProcessor)
+        isinstance(
+            p,
+            RepetitionPenalty | FrequencyPresencePenalty | NoRepeatNGram | GrammarProcessor | Watermark | VerbatimGuard,
+        )
         for p in processors
     )

@@ -51,7 +51,13 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
 
         def sample() -> Any:
             return handle.sample(
-                req.n, label, req.seed, steps=req.steps, guidance_scale=req.guidance_scale, temperature=req.temperature
+                req.n,
+                label,
+                req.seed,
+                steps=req.steps,
+                guidance_scale=req.guidance_scale,
+                temperature=req.temperature,
+                watermark=req.watermark,
             )
 
         images = await server.run_whole(req.model, sample)

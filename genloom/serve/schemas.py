@@ -90,6 +90,8 @@ class SamplingFields(Strict):
     top_k: int | None = Field(None, ge=1)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    block_verbatim: int = Field(0, ge=0, le=100_000)  # never copy this many training characters (docs/responsible.md)
+    watermark: bool = False  # mark the text with the run's watermark (`genloom detect` reads it)
 
 
 class CompletionRequest(SamplingFields):
@@ -137,6 +139,7 @@ class ImageRequest(Strict):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)  # genloom extras from here on
     steps: int | None = Field(None, ge=1, le=1000)  # diffusion: sampling steps
     guidance_scale: float | None = Field(None, ge=0.0, le=20.0)  # class-conditional diffusion
+    watermark: bool = False  # mark every image with the run's invisible watermark (docs/responsible.md)
     temperature: float | None = Field(None, gt=0.0, le=2.0)  # flow and PixelCNN
     user: str | None = Field(None, max_length=256)
 

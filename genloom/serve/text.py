@@ -84,7 +84,10 @@ def generation_configs(
                 seed=None if req.seed is None else req.seed + i,
                 logprobs=top_logprobs is not None,
                 top_logprobs=top_logprobs or 0,
+                block_verbatim=req.block_verbatim,
+                watermark=req.watermark,
             )
+            cfg = lm.responsible(cfg)  # the run's training-text index and watermark key, when asked for
         except UserError as e:
             raise user_error(e) from None
         configs.append(cfg)
@@ -235,9 +238,12 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
 
     # ---- routes ----
 
-    stream_doc: dict[int | str, dict[str, Any]] = {
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    # each server-sent event as OpenAPI 3.2 describes one (`data`, `event`, `id`, `retry`): `data` holds a JSON chunk
+    sse_event = {
+        "type": "object",
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
     }
+    stream_doc: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": sse_event}}}}
     text_route: dict[str, Any] = {"dependencies": server.auth, "responses": {**ERROR_RESPONSES, **stream_doc}}
 
     @server.app.post(COMPLETIONS, response_model=s.CompletionResponse, **text_route)

@@ -27,6 +27,7 @@ from typing import Any
 
 from genloom.chat import TOOL_RESULT, ChatTemplate, check_messages
 from genloom.data.files import read_data_file
+from genloom.data.pii import Scrubber
 from genloom.errors import UserError
 from genloom.generation.tools import render_call_message
 
@@ -47,8 +48,22 @@ class PreferencePair:
     rejected: str
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line of a .jsonl (or .jsonl.gz) file."""
+def scrubbed(value: Any, scrubber: Scrubber | None) -> Any:
+    """`value` (a record, or any JSON value in it) with personal data in every string replaced."""
+    if scrubber is None:
+        return value
+    if isinstance(value, str):
+        return scrubber(value)
+    if isinstance(value, list):
+        return [scrubbed(v, scrubber) for v in value]
+    if isinstance(value, dict):
+        return {k: scrubbed(v, scrubber) for k, v in value.items()}
+    return value
+
+
+def read_jsonl(path: str | Path, scrubber: Scrubber | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a .jsonl (or .jsonl.gz) file; with `scrubber`,
+    personal data in every string of the records becomes placeholders (genloom/data/pii.py)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"--data {path}: no such file (expected a .jsonl file)")
@@ -70,7 +85,7 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
             raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-        records.append((lineno, record))
+        records.append((lineno, scrubbed(record, scrubber)))
     if not records:
         raise UserError(f"{path}: no records (expected one JSON object per line)")
     return records
@@ -86,12 +101,12 @@ def _field(path: Path, lineno: int, record: dict[str, Any], name: str, allow_emp
     return value
 
 
-def read_sft(path: str | Path, template: ChatTemplate) -> list[SFTExample]:
+def read_sft(path: str | Path, template: ChatTemplate, scrubber: Scrubber | None = None) -> list[SFTExample]:
     """SFT examples rendered with `template`: prompt/response records become one user turn and one
     assistant turn; chat records keep their turns. Only assistant content and its end marker train."""
     path = Path(path)
     examples = []
-    for lineno, record in read_jsonl(path):
+    for lineno, record in read_jsonl(path, scrubber):
         if "messages" in record:
             try:
                 messages = check_messages(_calls_as_text(record["messages"]))
@@ -165,12 +180,12 @@ def _conversational(path: Path, lineno: int, record: dict[str, Any], name: str, 
     return turns[0]["content"]
 
 
-def read_preferences(path: str | Path) -> list[PreferencePair]:
+def read_preferences(path: str | Path, scrubber: Scrubber | None = None) -> list[PreferencePair]:
     """Preference pairs; chosen and rejected must both be non-empty and differ. Strings, or TRL's
     conversational form (a user message as the prompt, an assistant message as each answer)."""
     path = Path(path)
     pairs = []
-    for lineno, record in read_jsonl(path):
+    for lineno, record in read_jsonl(path, scrubber):
         prompt = _conversational(path, lineno, record, "prompt", "user")
         chosen = _conversational(path, lineno, record, "chosen", "assistant")
         rejected = _conversational(path, lineno, record, "rejected", "assistant")
@@ -182,12 +197,12 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def read_prompts(path: str | Path) -> list[str]:
+def read_prompts(path: str | Path, scrubber: Scrubber | None = None) -> list[str]:
     """The non-empty `prompt` field of every record (PPO rollouts start from these); a string, or TRL's
     conversational form (one user message)."""
     path = Path(path)
     prompts = []
-    for lineno, record in read_jsonl(path):
+    for lineno, record in read_jsonl(path, scrubber):
         prompt = _conversational(path, lineno, record, "prompt", "user")
         if not prompt.strip():
             raise UserError(f"{path}:{lineno}: field 'prompt' is empty")

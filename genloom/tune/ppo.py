@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from genloom.chat import ChatTemplate, stop_sequences
+from genloom.data.pii import parse_kinds
 from genloom.generation import GenerationConfig, complete
 from genloom.models.gpt import GPT
 from genloom.tokenizers import Tokenizer
@@ -122,9 +123,11 @@ class PPOConfig:
     val_fraction: float = 0.1  # share of prompts (by hash) held out for evaluation
     use_lora: bool = False  # train LoRA adapters on the policy instead of every weight
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    scrub_pii: bool | tuple[str, ...] = False  # personal data in the JSONL → placeholders (genloom/data/pii.py)
     train: TrainConfig = field(default_factory=lambda: default_train(lr=3e-5, min_lr=3e-6, max_iters=50, eval_iters=1))
 
     def __post_init__(self) -> None:
+        parse_kinds(self.scrub_pii, "scrub_pii")
         for name in ("max_new_tokens", "ppo_epochs", "minibatch_size", "kl_horizon"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

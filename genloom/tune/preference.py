@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from genloom.chat import ChatTemplate
+from genloom.data.pii import parse_kinds
 from genloom.models.gpt import GPT
 from genloom.tokenizers import Tokenizer
 from genloom.train import TrainConfig
@@ -129,9 +130,11 @@ class PairData:
 @dataclass
 class RewardConfig:
     val_fraction: float = 0.1  # share of pairs (by a hash of the prompt) held out for pair accuracy
+    scrub_pii: bool | tuple[str, ...] = False  # personal data in the JSONL → placeholders (genloom/data/pii.py)
     train: TrainConfig = field(default_factory=lambda: default_train(lr=1e-4, min_lr=1e-5))
 
     def __post_init__(self) -> None:
+        parse_kinds(self.scrub_pii, "scrub_pii")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -180,9 +183,11 @@ class DPOConfig:
     val_fraction: float = 0.1  # share of pairs (by a hash of the prompt) held out for the reported metrics
     use_lora: bool = False  # train LoRA adapters instead of every weight
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    scrub_pii: bool | tuple[str, ...] = False  # personal data in the JSONL → placeholders (genloom/data/pii.py)
     train: TrainConfig = field(default_factory=lambda: default_train(lr=1e-4, min_lr=1e-5))
 
     def __post_init__(self) -> None:
+        parse_kinds(self.scrub_pii, "scrub_pii")
         if self.beta <= 0:
             raise ValueError(f"beta must be positive, got {self.beta}")
         if not 0.0 <= self.label_smoothing < 0.5:

@@ -30,6 +30,7 @@ from torch import nn
 from genloom import run as rundir
 from genloom.chat import AnyChatTemplate, ChatTemplate, JinjaChatTemplate
 from genloom.config import build, dump_toml, merge, parse_sets, read_toml, to_dict
+from genloom.data.pii import Scrubber, parse_kinds
 from genloom.errors import UserError
 from genloom.evaluate import plot_loss_curve, write_card
 from genloom.models.gpt import GPT
@@ -181,6 +182,9 @@ def tune(
         for key in ("method", "base_weights_sha256", "data_sha256"):
             if saved.get(key) != lineage[key]:
                 raise UserError(f"--resume {out}: {key} is {saved.get(key)!r} there, {lineage[key]!r} now")
+        was = parse_kinds(saved.get("config", {}).get("scrub_pii", False))
+        if was != parse_kinds(cfg.scrub_pii):  # the scrubbed data is other data
+            raise UserError(f"--resume {out}: scrub_pii is {list(was)} there, {list(parse_kinds(cfg.scrub_pii))} now")
     if not isinstance(base.model, GPT):
         raise UserError(f"{base.run_dir}: genloom tune works on gpt runs, not {type(base.model).__name__}")
     base_model = base.model
@@ -193,20 +197,22 @@ def tune(
             "supported yet (genloom tune trains genloom's template); use a base model without one"
         )
     tokenizer, template = base.tokenizer, base.chat_template
+    kinds = parse_kinds(cfg.scrub_pii)
+    scrubber = Scrubber(kinds) if kinds else None  # personal data in the records → placeholders
     objective: Any  # the method's module: SFTObjective, RewardModel, DPOObjective or PPOObjective
     extra_files: dict[str, Callable[[], None]] = {}
 
     if method in ("sft", "lora"):
         template = template or ChatTemplate()
         tokenizer = add_special_tokens(tokenizer, template.special_tokens)
-        examples = tdata.read_sft(data, template)
+        examples = tdata.read_sft(data, template, scrubber)
         train, val = tdata.split_by_key(examples, [e.key for e in examples], cfg.val_fraction)
         _say_split(say, data, "examples", len(train), len(val), cfg.val_fraction)
         policy.resize_token_embeddings(tokenizer.vocab_size)
         batches: Any = SFTData(train, val, tokenizer, block, cfg.packing)
         objective = SFTObjective(policy)
     elif method in ("reward", "dpo"):
-        pairs = tdata.read_preferences(data)
+        pairs = tdata.read_preferences(data, scrubber)
         train_p, val_p = tdata.split_by_key(pairs, [p.prompt for p in pairs], cfg.val_fraction)
         _say_split(say, data, "pairs", len(train_p), len(val_p), cfg.val_fraction)
         batches = PairData(train_p, val_p, tokenizer, template, block)
@@ -222,7 +228,7 @@ def tune(
                 f"max_new_tokens: rollouts of {cfg.max_new_tokens} tokens do not fit the base run's context of "
                 f"{block} tokens with a prompt; set max_new_tokens={max(1, block // 2)} (at most {block - 1})"
             )
-        prompts = tdata.read_prompts(data)
+        prompts = tdata.read_prompts(data, scrubber)
         train_q, val_q = tdata.split_by_key(prompts, prompts, cfg.val_fraction)
         _say_split(say, data, "prompts", len(train_q), len(val_q), cfg.val_fraction)
         batches = PromptData(render_prompts(train_q, template), render_prompts(val_q, template))
@@ -267,9 +273,12 @@ def tune(
     rundir.save_weights(policy, out / rundir.WEIGHTS, result.step)
     for write in extra_files.values():
         write()
+    data_stats = dict(getattr(batches, "stats", {}))
+    if scrubber is not None:
+        data_stats["pii_scrubbed"] = scrubber.report()
     summary = {
         "lineage": lineage,
-        "data": getattr(batches, "stats", {}),
+        "data": data_stats,
         "metrics": metrics,
         "training": _train_figures(result),
     }

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genloom.data.pii import parse_kinds
 from genloom.errors import UserError
 from genloom.models.gpt import GPT
 from genloom.tokenizers import Tokenizer
@@ -53,9 +54,11 @@ class SFTConfig:
     packing: bool = True  # concatenate short examples into full rows (see the module docstring)
     use_lora: bool = False  # train LoRA adapters instead of every weight (`genloom tune lora`)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    scrub_pii: bool | tuple[str, ...] = False  # personal data in the JSONL → placeholders (genloom/data/pii.py)
     train: TrainConfig = field(default_factory=default_train)
 
     def __post_init__(self) -> None:
+        parse_kinds(self.scrub_pii, "scrub_pii")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
