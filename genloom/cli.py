@@ -185,6 +185,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     options = {
         "prompt": _unescape(args.prompt),
+        "suffix": _unescape(args.suffix) if args.suffix is not None else None,
         "prompts": _read_prompts(args.prompts_file) if args.prompts_file is not None else None,
         "stream": args.stream,
         "generation": _generation_options(args),
@@ -250,8 +251,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import genloom as gl
 
+    code = {  # code runs (docs/code.md): HumanEval by execution, held-out middle lines
+        "humaneval": args.humaneval,
+        "limit": args.limit,
+        "every": args.every,
+        "samples": args.samples,
+        "temperature": args.temperature,
+        "prefix_only": args.prefix_only or None,
+        "middle_lines": args.middle_lines,
+        "out": args.out,
+    }
+    options = {k: v for k, v in code.items() if v is not None}
     if args.run is None:  # genloom eval RUN
-        print(gl.evaluate(args.first, checkpoint=args.checkpoint, n_samples=args.n_samples).line)
+        print(gl.evaluate(args.first, checkpoint=args.checkpoint, n_samples=args.n_samples, **options).line)
         return 0
     probe, run = args.first, args.run  # genloom eval PROBE RUN
     settings = {
@@ -542,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate text from a run (or a Hugging Face GPT-2/Llama directory)")
     p.add_argument("run", help="run directory, or a Hugging Face model directory")
     p.add_argument("--prompt", default="", help="text to continue (empty: start of a document; \\n is a newline)")
+    p.add_argument(
+        "--suffix", help="code after the gap: fill in the middle between --prompt and it (FIM runs, docs/code.md)"
+    )
     p.add_argument("--prompts-file", help="a file with one prompt per line, generated as one batch; prints JSON lines")
     p.add_argument("--stream", action="store_true", help="print the text as it is generated")
     _add_generation_flags(p)
@@ -607,6 +622,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-tokens", type=int, default=None, help="memorization: tokens generated per prefix (64)")
     p.add_argument("--block-verbatim", type=int, default=None, metavar="CHARS", help="memorization: guard on")
     p.add_argument("--seed", type=int, default=None, help="memorization: which prefixes are drawn (0)")
+    p.add_argument(
+        "--humaneval",
+        choices=["completion", "single-line", "multi-line", "random-span"],
+        help="code runs: HumanEval pass@k by running the samples in a sandbox (docs/code.md)",
+    )
+    p.add_argument("--limit", type=int, help="--humaneval: only the first N problems of the set")
+    p.add_argument("--every", type=int, help="--humaneval: every Nth problem of the set (a spread-out subset)")
+    p.add_argument(
+        "--samples", type=int, help="--humaneval: samples per problem (default 1, greedy); pass@k for k <= it"
+    )
+    p.add_argument(
+        "--temperature", type=float, help="--humaneval: sampling temperature (default 0 for 1 sample, else 0.8)"
+    )
+    p.add_argument(
+        "--prefix-only", action="store_true", help="--humaneval/--middle-lines: continue the prefix, no suffix in view"
+    )
+    p.add_argument("--middle-lines", type=int, help="code runs: exact match of N held-out lines of validation files")
+    p.add_argument("--out", help="--humaneval: the per-problem JSONL file (default RUN/samples/humaneval-SET.jsonl)")
     p.set_defaults(handler=_cmd_eval)
 
     p = sub.add_parser("detect", help="does a text or image carry a run's watermark? (z-score / bits, p-value)")

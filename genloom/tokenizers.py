@@ -7,6 +7,13 @@
 - `BPETokenizer`: byte-level BPE (GPT-2, Radford et al. 2019) trained on the user's corpus with the
   `tokenizers` library. Byte-level means every string round-trips. Unicode normalization is done by the
   data pipeline, never inside the tokenizer, so `decode(encode(s)) == s` holds for any `s`.
+- `CodeTokenizer`: byte-level BPE for source code. Its pre-tokenizer keeps a line break with the
+  indentation after it as one piece (so BPE learns `\n    ` and `\n        ` as single tokens, as
+  Codex's added whitespace tokens do), splits digits one by one (as PaLM and StarCoder do), and keeps
+  identifiers and runs of punctuation together. It reserves the fill-in-the-middle tokens of Bavarian
+  et al. 2022 (`<fim_prefix>`, `<fim_suffix>`, `<fim_middle>`, `<fim_pad>`) and `<|endoftext|>`; those
+  ids only ever come from code that asks for them by id: text is always encoded as text, so a prompt
+  holding the string `<fim_middle>` is bytes like any other (`encode_special_tokens`).
 - `WordPieceTokenizer`: BERT's WordPiece (Devlin et al. 2019, §3; Wu et al. 2016) with the special
   tokens [PAD] [UNK] [CLS] [SEP] [MASK], trained here (uncased) or read from a Hugging Face BERT
   `tokenizer.json`. Words split into pieces; a piece that continues a word starts with `##`, which is
@@ -29,8 +36,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from genloom.errors import UserError
 
@@ -38,6 +45,12 @@ EOS = "<|endoftext|>"
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4 when trained here
 _WORD_START = "▁"  # marks the first piece of a word while WordPiece merges are learned
 _BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FIM_PAD = "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>"
+CODE_SPECIAL_TOKENS = (EOS, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FIM_PAD)  # ids 0-4 of a code tokenizer
+# the pieces BPE may merge within (never across), in order of preference: a line break with the indentation
+# after it; trailing blanks; an identifier or keyword (with one leading space); one digit; a run of
+# punctuation (with one leading space); any other run of blanks
+CODE_PIECES = r"[\r\n]+[ \t]*|[ \t]+(?=[\r\n]|$)| ?[\p{L}_][\p{L}\p{N}_]*|\p{N}| ?[^\s\p{L}\p{N}]+|[ \t]+"
 
 
 class CharTokenizer:
@@ -192,6 +205,67 @@ class BPETokenizer(_HFBacked):
         return self.hf.get_vocab_size()
 
 
+class CodeTokenizer(BPETokenizer):
+    """Byte-level BPE for code with the fill-in-the-middle special tokens (module docstring)."""
+
+    kind = "code"
+
+    def __init__(self, hf: HFTokenizer) -> None:
+        super().__init__(hf)
+        self.kind = "code"
+        hf.encode_special_tokens = True  # text never becomes a special id (not stored in tokenizer.json)
+        ids = {t: hf.token_to_id(t) for t in CODE_SPECIAL_TOKENS}
+        missing = [t for t, i in ids.items() if i is None]
+        if missing:
+            raise UserError(f"tokenizer.json: a code tokenizer needs the special tokens {', '.join(missing)}")
+        self.fim_prefix_id: int = ids[FIM_PREFIX]  # type: ignore[assignment]
+        self.fim_suffix_id: int = ids[FIM_SUFFIX]  # type: ignore[assignment]
+        self.fim_middle_id: int = ids[FIM_MIDDLE]  # type: ignore[assignment]
+        self.fim_pad_id: int = ids[FIM_PAD]  # type: ignore[assignment]
+        self.special_ids = sorted(i for i in ids.values() if i is not None)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> CodeTokenizer:
+        if vocab_size < 256 + len(CODE_SPECIAL_TOKENS):
+            raise UserError(
+                f"data.vocab_size: a code tokenizer needs at least {256 + len(CODE_SPECIAL_TOKENS)} tokens, got {vocab_size}"
+            )
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(CODE_PIECES), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(CODE_SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return super().encode(text)
+        except TypeError:  # the library takes only valid Unicode: a lone surrogate (JSON's "\ud800") is refused
+            bad = next((c for c in text if 0xD800 <= ord(c) <= 0xDFFF), "?")
+            raise UserError(f"text holds an unpaired surrogate U+{ord(bad):04X}, which is not valid Unicode") from None
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        try:
+            return super().encode_batch(texts)
+        except TypeError:
+            return [self.encode(t) for t in texts]  # names the bad text
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`; the FIM tokens and `<|endoftext|>` are written as their names."""
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+
 class WordPieceTokenizer(_HFBacked):
     """BERT's WordPiece with its special tokens, through Hugging Face `tokenizers`.
 
@@ -286,13 +360,18 @@ Tokenizer = CharTokenizer | BPETokenizer | WordPieceTokenizer
 
 
 def train_tokenizer(
-    kind: Literal["char", "bpe", "wordpiece"], texts: Sequence[str], vocab_size: int = 4096, byte_fallback: bool = False
+    kind: Literal["char", "bpe", "code", "wordpiece"],
+    texts: Sequence[str],
+    vocab_size: int = 4096,
+    byte_fallback: bool = False,
 ) -> Tokenizer:
     """Build the tokenizer a data config asks for from the training texts."""
     if kind == "char":
         return CharTokenizer.train(texts, byte_fallback=byte_fallback)
     if kind == "wordpiece":
         return WordPieceTokenizer.train(texts, vocab_size=vocab_size)
+    if kind == "code":
+        return CodeTokenizer.train(texts, vocab_size=vocab_size)
     return BPETokenizer.train(texts, vocab_size=vocab_size)
 
 
@@ -325,7 +404,13 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         except Exception as e:
             raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
     try:
-        return BPETokenizer(HFTokenizer.from_str(text))
+        hf = HFTokenizer.from_str(text)
+    except Exception as e:  # the library's own parse error, shortened to one line
+        raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
+    if hf.token_to_id(FIM_MIDDLE) is not None:  # a code tokenizer (its special tokens stay out of text)
+        return CodeTokenizer(hf)
+    try:
+        return BPETokenizer(hf)
     except Exception as e:  # the library's own parse error, shortened to one line
         raise UserError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0]})") from None
 

@@ -21,7 +21,8 @@ ALLOWED = {
     "models": {"models", "nn", "errors", "data", "config"},
     "generation": {"generation", "errors"},
     "train": {"train", "run", "errors", "config", "lazy"},
-    "evaluate": {"evaluate", "run", "data", "lazy", "generation"},  # generation: validity trials (bfcl)
+    # generation: validity trials (bfcl); errors: HumanEval sets and limits named in one line
+    "evaluate": {"evaluate", "run", "data", "lazy", "generation", "errors"},
     "api": {
         "run",
         "config",

@@ -27,11 +27,16 @@ MODALITIES: dict[str, Modality] = {
         commands=frozenset({"chat", "tune"}),
         kind="text",
         sample_file="samples/sample.txt",
+        # pass@k and exact_match: code evaluations (genloom/api/code.py); the rates: memorization probes
         directions={
             "val_loss": "lower",
             "val_perplexity": "lower",
             "extractable_rate": "lower",
             "verbatim_rate": "lower",
+            "pass@1": "higher",
+            "pass@10": "higher",
+            "pass@100": "higher",
+            "exact_match": "higher",
         },
         headline="val_loss",
         probes=frozenset({"memorization"}),

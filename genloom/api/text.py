@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 import math
+import platform
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from genloom import run as rundir
+from genloom.api.code import describe_code, evaluate_code
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.responsible import (
     INDEX_ARRAY,
@@ -39,11 +41,13 @@ from genloom.api.runs import (
     write_summary,
 )
 from genloom.chat import AnyChatTemplate, ChatTemplate, RenderedChat, render_messages, stop_sequences
+from genloom.data.code import FIMTokenData, fim_ids, load_code_corpus
 from genloom.data.masking import MaskedTokenData
 from genloom.data.text import (
     BUNDLED,
     CHAR_DOC_SEPARATOR,
     DATA_DIR,
+    PYTHON_STDLIB,
     TokenData,
     build_tokenizer,
     encode_documents,
@@ -56,7 +60,14 @@ from genloom.generation import Completion, GenerationConfig, complete, stream
 from genloom.generation.constrained import bind
 from genloom.masked_lm import MaskedLanguageModel, Pooling, masked_batches
 from genloom.models import Family, bert, get_family
-from genloom.tokenizers import CharTokenizer, Tokenizer, WordPieceTokenizer, load_pretrained_tokenizer, load_tokenizer
+from genloom.tokenizers import (
+    CharTokenizer,
+    CodeTokenizer,
+    Tokenizer,
+    WordPieceTokenizer,
+    load_pretrained_tokenizer,
+    load_tokenizer,
+)
 from genloom.train import TrainConfig, Trainer, TrainResult
 
 # ---- text pipeline ----------------------------------------------------------------------------
@@ -74,13 +85,21 @@ class TextPipeline:
 
 
 def prepare_text(rc: RunConfig, tokenizer: Tokenizer | None = None) -> TextPipeline:
-    """Read and preprocess the corpus, build (or reuse) the tokenizer, encode both splits."""
-    corpus = load_corpus(rc.data)
+    """Read and preprocess the corpus (a source tree with `data.code`), build (or reuse) the tokenizer,
+    encode both splits; with `data.fim_rate`, training batches are rearranged for fill-in-the-middle."""
+    corpus = load_code_corpus(rc.data) if rc.data.code else load_corpus(rc.data)
     tokenizer = tokenizer or build_tokenizer(corpus, rc.data)
     source = str(resolve_source(rc.data.source))
     train_ids = encode_documents(corpus.train, tokenizer, source)
     val_ids = encode_documents(corpus.val, tokenizer, source)
-    data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
+    data: TokenData
+    if rc.data.fim_rate > 0:
+        if not isinstance(tokenizer, CodeTokenizer):
+            raise UserError(f"data.fim_rate: {rc.data.fim_rate} needs a code tokenizer (data.tokenizer=code)")
+        fim = (tokenizer, rc.data.fim_rate, rc.data.fim_spm_rate)
+        data = FIMTokenData(train_ids, val_ids, rc.model.block_size, *fim, source=rc.data.source)
+    else:
+        data = TokenData(train_ids, val_ids, rc.model.block_size, rc.data.source)
     stats = {
         **corpus.stats,
         "train_tokens": len(train_ids),
@@ -170,7 +189,14 @@ def ingest_summary(rc: RunConfig, stats: dict[str, Any]) -> list[str]:
     skipped (a folder of .py files read as one .txt file lost a user a whole run)."""
     d = rc.data
     lines = []
-    if "files_matched" in stats:
+    if "skipped_by_reason" in stats:  # a source tree (genloom/data/code.py)
+        lines.append(
+            f"data: {d.source}: read {stats['files_read']} of {stats['files_matched']} files matching {d.glob!r}"
+            f" ({stats['read_by_suffix']})"
+        )
+        if stats["files_skipped"]:
+            lines.append(f"  skipped {stats['files_skipped']}: {stats['skipped_by_reason']}")
+    elif "files_matched" in stats:
         lines.append(
             f"data: {d.source}: read {stats['files_read']} of {stats['files_matched']} files matching {d.glob!r}"
             f" ({stats['read_by_suffix']})"
@@ -188,7 +214,12 @@ def ingest_summary(rc: RunConfig, stats: dict[str, Any]) -> list[str]:
     if "pii_scrubbed" in stats:
         counts = ", ".join(f"{kind} {n:,}" for kind, n in stats["pii_scrubbed"].items())
         lines.append(f"  personal data replaced by placeholders (data.scrub_pii): {counts}")
-    if stats.get("files_skipped", 0) > stats.get("files_read", 0):
+    if d.fim_rate > 0:
+        lines.append(
+            f"  fill-in-the-middle: {d.fim_rate:.0%} of training documents rearranged "
+            f"({d.fim_spm_rate:.0%} of them suffix-prefix-middle); validation stays left-to-right"
+        )
+    if stats.get("files_skipped", 0) > stats.get("files_read", 0) and "skipped_by_reason" not in stats:
         lines.append(
             f"warning: most files under {d.source} were skipped ({stats['skipped_by_suffix']}): they do not have a "
             "text or code suffix; read every matched file with --set 'data.extensions=[]', or choose with --glob"
@@ -218,6 +249,17 @@ def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> No
             provenance += "\n\n" + "\n".join(
                 line for line in src.read_text().splitlines() if "license" in line.lower() or "MIT" in line
             )
+    if source == PYTHON_STDLIB:
+        provenance = (
+            f"The Python standard library of the interpreter that trained it (Python {platform.python_version()}, "
+            f"`{resolve_source(source)}`), read as a source tree. License: the Python Software Foundation "
+            "License (PSF-2.0); the library is Copyright (c) 2001 Python Software Foundation, all rights reserved."
+        )
+    if rc.data.fim_rate > 0:
+        provenance += (
+            f"\n\nTrained for fill-in-the-middle (Bavarian et al. 2022): {rc.data.fim_rate:.0%} of training "
+            f"documents rearranged, {rc.data.fim_spm_rate:.0%} of those in SPM order."
+        )
     m = rc.model
     sections: dict[str, dict[str, Any] | str] = {
         "Model": {
@@ -245,6 +287,8 @@ def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> No
         sections["Evaluation (exact, whole validation split)"] = summary["evaluation"]
     for heading, body in responsible_sections(summary).items():
         sections[heading] = body
+    for kind, figures in sorted(summary.get("code_evaluation", {}).items()):
+        sections[f"Evaluation: {kind}"] = figures
     samples = sorted((run_dir / rundir.SAMPLES).glob("step_*.txt"))
     if samples:
         sections[f"Sample ({samples[-1].stem})"] = "```\n" + samples[-1].read_text()[:600] + "\n```"
@@ -252,7 +296,12 @@ def write_text_card(run_dir: Path, rc: RunConfig, summary: dict[str, Any]) -> No
         "A small research/teaching model. It imitates its training text; it has no knowledge or safety tuning."
     )
     run = str(run_dir)
-    if rc.family == "gpt":
+    if rc.family == "gpt" and rc.data.fim_rate > 0:
+        usage = (
+            f'lm = gl.load("{run}")\nprint(lm.infill("def add(a, b):\\n    return ", "\\n", max_new_tokens=32))',
+            f"genloom eval {run} --humaneval single-line\ngenloom serve {run}  # POST /infill, /v1/completions with suffix",
+        )
+    elif rc.family == "gpt":
         usage = (
             f'lm = gl.load("{run}")\nprint(lm.generate("", max_new_tokens=100, temperature=0.8, seed=0))\n'
             f'print(lm.score("some text of yours"))  # log-likelihood and perplexity',
@@ -383,6 +432,94 @@ class LanguageModel:
         """Whether `text` carries this run's text watermark: z-score, p-value, green and scored tokens."""
         vocab = int(self.model.config.vocab_size)  # type: ignore[union-attr,arg-type]
         return detect_text(self.run_dir, self.tokenizer, vocab, text, gamma, threshold).to_json()
+
+    # ---- fill-in-the-middle (docs/code.md) ----
+
+    def fim_tokenizer(self, param: str = "suffix") -> CodeTokenizer:
+        """The code tokenizer of a run trained for fill-in-the-middle; for any other run, one line naming
+        `param` (the field that asked for a middle)."""
+        tok = self.tokenizer
+        trained = self.config is not None and getattr(self.config.data, "fim_rate", 0.0) > 0
+        if not isinstance(tok, CodeTokenizer) or not trained:
+            raise UserError(
+                f"{param}: {self.run_dir.name} was trained without fill-in-the-middle (data.fim_rate=0), so it "
+                "cannot fill a gap; leave out the suffix, or train with --preset code-cpu (data.fim_rate=0.5)"
+            )
+        return tok
+
+    def infill_ids(
+        self, prefix: str, suffix: str, max_new_tokens: int, mode: str = "psm", param: str = "suffix"
+    ) -> list[int]:
+        """The prompt that asks for the middle between `prefix` and `suffix` (PSM or SPM order)."""
+        return self.fit_infill(prefix, suffix, max_new_tokens, mode, param)[0]
+
+    def fit_infill(
+        self, prefix: str, suffix: str, max_new_tokens: int, mode: str = "psm", param: str = "suffix", started: str = ""
+    ) -> tuple[list[int], bool]:
+        """`infill_ids`, and whether the code had to be cut: code that does not fit the context with
+        `max_new_tokens` to spare is cut where it is farthest from the gap, at the prefix's start and the
+        suffix's end (the suffix keeps at least a quarter of the room). `started`: the start of the middle,
+        already written (it follows `<fim_middle>`)."""
+        tok = self.fim_tokenizer(param)
+        if mode not in ("psm", "spm"):
+            raise UserError(f"mode must be 'psm' or 'spm', got {mode!r}")
+        block = int(self.model.config.block_size)  # type: ignore[union-attr,arg-type]
+        try:
+            head = tok.encode(started) if started else []
+        except UserError as e:
+            raise UserError(f"prompt: {e}") from None
+        room = block - max_new_tokens - len(head) - 3  # the three sentinel tokens
+        if room < 2:
+            raise UserError(
+                f"max_new_tokens: {max_new_tokens} (and {len(head)} tokens of the middle's start) leave no room "
+                f"for the code around the gap in the model's context of {block} tokens"
+            )
+        try:
+            pre = tok.encode(prefix)
+        except UserError as e:
+            raise UserError(f"prefix: {e}") from None
+        try:
+            suf = tok.encode(suffix)
+        except UserError as e:
+            raise UserError(f"{param}: {e}") from None
+        truncated = len(pre) + len(suf) > room
+        if truncated:
+            keep_suffix = min(len(suf), max(room // 4, room - len(pre)))
+            suf = suf[:keep_suffix]
+            pre = pre[len(pre) - (room - keep_suffix) :]
+        return fim_ids(tok, pre, suf, None, spm=mode == "spm") + head, truncated
+
+    def fim_banned(self) -> tuple[int, ...]:
+        """The sentinel tokens a middle never contains (generation bans them)."""
+        tok = self.fim_tokenizer()
+        return (tok.fim_prefix_id, tok.fim_suffix_id, tok.fim_middle_id, tok.fim_pad_id)
+
+    def _infill_config(self, options: dict[str, Any]) -> GenerationConfig:
+        options.setdefault("max_new_tokens", 128)
+        cfg = generation_config(**options)
+        return dataclasses.replace(cfg, banned_tokens=(*cfg.banned_tokens, *self.fim_banned()), stop_at_eos=True)
+
+    def infill(self, prefix: str, suffix: str = "", mode: str = "psm", **options: Any) -> str:
+        """The code between `prefix` and `suffix` (fill-in-the-middle): generation ends where the model ends
+        the middle (its end-of-text token), a stop string, or `max_new_tokens` (default 128). `options` are
+        `generate`'s (temperature, top_k, seed, stop, ...); `mode` "spm" asks in suffix-prefix-middle order."""
+        return self.complete_infill([prefix], [suffix], mode, **options)[0].text
+
+    def complete_infill(
+        self, prefixes: Sequence[str], suffixes: Sequence[str], mode: str = "psm", **options: Any
+    ) -> list[Completion]:
+        """`infill` for a batch of gaps at once, with the full results (token ids, finish reason)."""
+        if len(prefixes) != len(suffixes):
+            raise UserError(f"give one suffix per prefix: {len(prefixes)} prefixes, {len(suffixes)} suffixes")
+        cfg = self._infill_config(options)
+        ids = [self.infill_ids(p, s, cfg.max_new_tokens, mode) for p, s in zip(prefixes, suffixes, strict=True)]
+        return complete(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
+
+    def stream_infill(self, prefix: str, suffix: str = "", mode: str = "psm", **options: Any) -> Iterator[str]:
+        """`infill`, yielded in pieces as they are decided."""
+        cfg = self._infill_config(options)
+        ids = self.infill_ids(prefix, suffix, cfg.max_new_tokens, mode)
+        return stream(self.model, ids, cfg, self.tokenizer.decode, self.tokenizer.eos_id)
 
     def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The text the model continues for `messages` (the run's chat template, or plain role lines)."""
@@ -650,7 +787,19 @@ class TextModality(Modality):
         generation = dict(options.get("generation") or {})
         lines: list[str] = []
         prompts = options.get("prompts")
-        if prompts:
+        suffix = options.get("suffix")
+        if suffix is not None:  # fill in the middle: the code with the middle in place
+            if prompts:
+                raise UserError("--suffix fills one gap: give --prompt, not --prompts-file")
+            prompt = options.get("prompt") or ""
+            if options.get("stream") and out is None and echo is not None:
+                echo(prompt)
+                for piece in lm.stream_infill(prompt, suffix, **generation):
+                    echo(piece)
+                echo(suffix + "\n")
+                return Sampled(None, 1, "")
+            lines.append(prompt + lm.infill(prompt, suffix, **generation) + suffix)
+        elif prompts:
             for p, c in zip(prompts, lm.complete(prompts, **generation), strict=True):
                 lines.append(
                     json.dumps({"prompt": p, "text": c.text, "finish_reason": c.finish_reason}, ensure_ascii=False)
@@ -681,19 +830,26 @@ class TextModality(Modality):
         return Sampled(out, count, f"{count} sample(s) written to {out}")
 
     def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Exact validation loss; with `probe="memorization"`, extractable memorization (docs/responsible.md);
+        with `humaneval` (a set) or `middle_lines` (a count), a code evaluation (genloom/api/code.py)."""
         rc = read_run_config(run_dir)
         lm = self.load(run_dir, rc, checkpoint)
         if options.get("probe") == "memorization":
             settings = {k: v for k, v in options.items() if k != "probe" and v is not None}
             metrics = evaluate_memorization(lm, **settings)
-            write_text_card(run_dir, rc, read_summary(run_dir))
-            return metrics
-        return evaluate_text(lm, checkpoint)
+        elif options.get("humaneval") or options.get("middle_lines"):
+            metrics = evaluate_code(lm, checkpoint, options)
+        else:
+            return evaluate_text(lm, checkpoint)
+        write_text_card(run_dir, rc, read_summary(run_dir))
+        return metrics
 
     def describe(self, metrics: Mapping[str, Any]) -> str:
         m = metrics
         if "extractable" in m:
             return memorization_line(m)
+        if "humaneval" in m or "middle_lines" in m:
+            return describe_code(dict(m))
         return f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
 
     def detect(self, run_dir: Path, path: Path, options: dict[str, Any]) -> dict[str, Any]:

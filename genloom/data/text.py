@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 import re
+import sysconfig
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from genloom.errors import UserError
 from genloom.tokenizers import CharTokenizer, Tokenizer, train_tokenizer
 
 BUNDLED = {"tinyshakespeare": "tinyshakespeare/input.txt"}  # CLI name -> path under DATA_DIR
+PYTHON_STDLIB = "python-stdlib"  # the source tree every machine has: the running interpreter's standard library
 MIN_DOCS_FOR_DOCUMENT_SPLIT = 20  # fewer documents than this: split the joined text by position
 CHAR_DOC_SEPARATOR = "\n\n"  # between documents for character tokenizers (BPE uses <|endoftext|>)
 # what a directory's files are read by default: prose, markup and source code (docs/train-your-own-text.md)
@@ -56,7 +58,8 @@ class TextDataConfig:
     dedup: bool = True  # drop exact duplicate documents (after normalization), keeping the first
     val_fraction: float = 0.1  # share of the data held out for validation
     split_seed: int = 0  # seed of the document shuffle for the train/validation split
-    tokenizer: Literal["char", "bpe", "wordpiece"] = "char"  # character-level, byte-level BPE, or BERT WordPiece
+    # character-level, byte-level BPE, code BPE with fill-in-the-middle tokens (docs/code.md), or BERT WordPiece
+    tokenizer: Literal["char", "bpe", "code", "wordpiece"] = "char"
     vocab_size: int = 4096  # BPE and WordPiece only: the vocabulary is learned up to this size
     byte_fallback: bool = False  # char only: unseen characters become UTF-8 byte tokens
     # personal data → typed placeholders before training: true (every kind), or a list of email, phone, iban,
@@ -65,6 +68,12 @@ class TextDataConfig:
     verbatim_index: int = (
         24  # gpt runs: bytes per n-gram of the training-text index (block_verbatim, eval memorization); 0: none
     )
+    # a source tree (genloom/data/code.py): honour .gitignore, skip binary, generated, vendored and large files
+    code: bool = False
+    exclude: tuple[str, ...] = ()  # code: more paths to skip, in .gitignore syntax (e.g. "tests/")
+    max_file_bytes: int = 1_000_000  # code: files larger than this are skipped (minified or data files)
+    fim_rate: float = 0.0  # share of training contexts' documents rearranged for fill-in-the-middle
+    fim_spm_rate: float = 0.5  # of those, the share in suffix-prefix-middle order (the rest prefix-suffix-middle)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -74,6 +83,15 @@ class TextDataConfig:
             raise ValueError(
                 f"verbatim_index must be 0 (no index) or 4..1024 bytes per n-gram, got {self.verbatim_index}"
             )
+        for name in ("fim_rate", "fim_spm_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.fim_rate > 0 and self.tokenizer != "code":
+            raise ValueError(
+                f"fim_rate {self.fim_rate} needs the fill-in-the-middle tokens of tokenizer='code', got {self.tokenizer!r}"
+            )
+        if self.max_file_bytes <= 0:
+            raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
 
     @property
     def pii_kinds(self) -> tuple[str, ...]:
@@ -88,12 +106,17 @@ class Corpus:
     train: list[str]
     val: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
+    train_paths: list[str] = field(default_factory=list)  # code corpora: each document's file, relative
+    val_paths: list[str] = field(default_factory=list)
 
 
 def resolve_source(source: str) -> Path:
-    """A bundled dataset name or a user path, checked to exist."""
+    """A bundled dataset name, `python-stdlib` (the running interpreter's standard library, PSF licence), or
+    a user path, checked to exist."""
     if source in BUNDLED:
         return DATA_DIR / BUNDLED[source]
+    if source == PYTHON_STDLIB:
+        return Path(sysconfig.get_paths()["stdlib"])
     path = Path(source).expanduser()
     if not path.exists():
         names = ", ".join(BUNDLED)
@@ -206,13 +229,17 @@ def preprocess(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], dict[st
     return out, stats
 
 
+def validation_indices(n_docs: int, cfg: TextDataConfig) -> set[int]:
+    """Which of `n_docs` documents are held out: a seeded shuffle's first `val_fraction`."""
+    order = list(range(n_docs))
+    random.Random(cfg.split_seed).shuffle(order)
+    return set(order[: max(1, round(n_docs * cfg.val_fraction))])
+
+
 def split(docs: list[str], cfg: TextDataConfig) -> tuple[list[str], list[str], str]:
     """Deterministic train/validation split: by document when there are many, else by position."""
     if len(docs) >= MIN_DOCS_FOR_DOCUMENT_SPLIT:
-        order = list(range(len(docs)))
-        random.Random(cfg.split_seed).shuffle(order)
-        n_val = max(1, round(len(docs) * cfg.val_fraction))
-        val_idx = set(order[:n_val])
+        val_idx = validation_indices(len(docs), cfg)
         train = [d for i, d in enumerate(docs) if i not in val_idx]
         val = [d for i, d in enumerate(docs) if i in val_idx]
         return train, val, "documents"
@@ -233,7 +260,8 @@ def load_corpus(cfg: TextDataConfig) -> Corpus:
 
 
 def build_tokenizer(corpus: Corpus, cfg: TextDataConfig) -> Tokenizer:
-    """Char vocabularies cover every split (nanoGPT does the same); BPE learns merges from train only."""
+    """Char vocabularies cover every split (nanoGPT does the same); BPE (and code BPE) learns merges from
+    train only."""
     if cfg.tokenizer == "char":
         return train_tokenizer(
             "char", corpus.train + corpus.val + [CHAR_DOC_SEPARATOR], byte_fallback=cfg.byte_fallback

@@ -27,6 +27,7 @@ from typing import Any
 from genloom.errors import UserError
 
 V1_PREFIX = "/v1/"
+GUARDED_PATHS = ("/infill",)  # routes outside /v1/ that need the API key too (llama.cpp's shape, serve/text.py)
 INDEX_PREFIX = "/v1/indexes/"  # where a key bound to indexes is let through (the route checks which)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -79,7 +80,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        v1 = scope["path"].startswith(V1_PREFIX)
+        v1 = scope["path"].startswith(V1_PREFIX) or scope["path"] in GUARDED_PATHS
         authorization = headers.get("authorization", "")
         index_key = scope["path"].startswith(INDEX_PREFIX) and any(
             key_matches(authorization, k) for k in self.index_keys

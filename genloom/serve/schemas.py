@@ -4,7 +4,7 @@ Field names, ranges and shapes follow OpenAI's API reference for `/v1/completion
 `/v1/chat/completions`, `/v1/images/generations` and `/v1/models`; genloom's extras (`top_k`,
 `min_p`, `repetition_penalty`) are ordinary optional fields (the `openai` client sends them through
 `extra_body`). Fields of OpenAI's API that would change the answer and that genloom does not do
-(`best_of`, `suffix`, `functions`, ...) are refused with a 422 naming the field; any other field a client
+(`best_of`, `functions`, ...) are refused with a 422 naming the field; any other field a client
 sends routinely (`store`, `metadata`, `service_tier`, ...) is ignored with a note in the server log,
 as OpenAI-compatible servers do. These models also make the OpenAPI document at `/openapi.json`.
 """
@@ -32,7 +32,6 @@ StopList = Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_leng
 REFUSED = frozenset(
     {
         "best_of",
-        "suffix",
         "tools",  # the chat endpoint has these four (serve/tools.py); /v1/completions refuses them
         "tool_choice",
         "response_format",
@@ -96,9 +95,45 @@ class SamplingFields(Strict):
 
 class CompletionRequest(SamplingFields):
     prompt: PromptText | Annotated[list[PromptText], Field(max_length=MAX_PROMPTS)]
+    suffix: PromptText | None = None  # the code after the gap: the answer is the middle (fill-in-the-middle runs)
     max_tokens: int | None = Field(16, ge=0)  # OpenAI's default for completions
     logprobs: int | None = Field(None, ge=0, le=5)  # log-probabilities of the chosen and this many top tokens
     echo: bool = False  # not supported (400 when true)
+
+
+class InputExtra(Strict):
+    filename: str = Field("", max_length=1000)
+    text: PromptText = ""
+
+
+class InfillRequest(Strict):
+    """`POST /infill` in the shape of llama.cpp's server (its README, "POST /infill"), which editor plug-ins
+    speak: the code before and after the cursor, and the decoding fields with llama.cpp's names and defaults."""
+
+    model: str | None = Field(None, min_length=1, max_length=200)  # optional when one model fills in code
+    input_prefix: PromptText = ""  # the code before the cursor
+    input_suffix: PromptText = ""  # the code after it
+    input_extra: Annotated[list[InputExtra], Field(max_length=64)] = []  # other files, put before the prefix
+    prompt: PromptText = ""  # the start of the middle, already typed (it follows <fim_middle>)
+    n_predict: int = Field(-1, ge=-1)  # tokens to generate at most (-1: as many as the context holds)
+    stream: bool = False  # Server-Sent Events: {"content": piece, "stop": false} ..., then a last "stop": true
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_k: int = Field(40, ge=0)  # 0: off
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, ge=0.001, le=1000.0)
+    seed: int = Field(-1, ge=-1, le=2**63 - 1)  # -1: random
+    stop: StopList = []
+
+
+class InfillResponse(BaseModel):
+    content: str  # the middle
+    stop: bool = True
+    model: str
+    tokens_predicted: int
+    tokens_evaluated: int  # the prompt's tokens
+    stop_type: Literal["eos", "word", "limit"]  # end of the middle, a stop string, or n_predict / the context
+    truncated: bool  # the code around the gap was cut to fit the context
 
 
 class ChatMessage(Strict):

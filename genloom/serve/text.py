@@ -1,6 +1,11 @@
 """The text routes of the server, OpenAI's completions and chat completions (streaming as SSE), for
 the runs whose modality names this module (`Modality.routes`); decoding through the scheduler's
-continuous batching (genloom/serve/scheduler.py)."""
+continuous batching (genloom/serve/scheduler.py).
+
+Fill-in-the-middle (docs/code.md), for runs trained with `data.fim_rate > 0`: `/v1/completions` with
+OpenAI's `suffix` field answers the middle between `prompt` and `suffix`, and `POST /infill` takes
+llama.cpp's request shape (`input_prefix`, `input_suffix`, `n_predict`, `stream`), which editor plug-ins
+speak. A `suffix` for a run trained without FIM is a 400 naming the field."""
 
 import asyncio
 import dataclasses
@@ -25,6 +30,9 @@ from genloom.serve.app import (
     user_error,
 )
 from genloom.serve.scheduler import Event, Job
+
+INFILL = "/infill"  # llama.cpp's route (not under /v1); the API key guards it too (serve/middleware.py)
+INFILL_DEFAULT_TOKENS = 128  # a /v1/completions `suffix` request without max_tokens asks for this much room
 
 # ---- request → generation configs ----------------------------------------------------------------
 
@@ -144,13 +152,24 @@ def merge(events: list[Event]) -> list[Event]:
     return merged
 
 
+def _fills_in(lm: Any) -> bool:
+    """Whether a served language model was trained for fill-in-the-middle."""
+    try:
+        lm.fim_tokenizer()
+    except UserError:
+        return False
+    return True
+
+
 def add_routes(server: Server, handles: dict[str, Any]) -> None:
-    """`POST /v1/completions` and `POST /v1/chat/completions` for `handles` (language models by id)."""
+    """`POST /v1/completions`, `POST /v1/chat/completions` and `POST /infill` for `handles` (language models by
+    id)."""
     from fastapi.responses import StreamingResponse
 
     for name, handle in handles.items():
         server.scheduler.add_model(name, handle)
     server.offer(handles, COMPLETIONS, CHAT_COMPLETIONS)
+    server.offer({n: h for n, h in handles.items() if _fills_in(h)}, INFILL)
 
     def lookup(name: str, path: str) -> Any:
         return server.handle(name, path, handles)
@@ -254,8 +273,19 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if not texts:
             raise APIError(400, "prompt: expected a string or a non-empty list of strings", "prompt")
-        prompts = [encode(lm, t, "prompt") for t in texts]
+        if req.suffix is not None:  # fill in the middle between each prompt and the suffix
+            room = INFILL_DEFAULT_TOKENS if req.max_tokens is None else req.max_tokens
+            try:
+                prompts = [lm.infill_ids(t, req.suffix, room, param="suffix") for t in texts]
+                banned = lm.fim_banned()
+            except UserError as e:
+                raise user_error(e, "suffix") from None
+        else:
+            prompts = [encode(lm, t, "prompt") for t in texts]
+            banned = ()
         configs = generation_configs(req, lm, max(len(p) for p in prompts), req.max_tokens, top_logprobs=req.logprobs)
+        if banned:
+            configs = [dataclasses.replace(c, banned_tokens=(*c.banned_tokens, *banned)) for c in configs]
         jobs, events, head = start(req.model, prompts, configs, "text_completion", req.stream)
         if req.stream:
 
@@ -360,6 +390,88 @@ def add_routes(server: Server, handles: dict[str, Any]) -> None:
             choices=choices,
             usage=usage(prompts, sum(r[3] for r in results)),
         )
+
+    def infill_model(name: str | None) -> tuple[str, Any]:
+        """The model a /infill request names, or the only fill-in-the-middle model served."""
+        if name is not None:
+            return name, lookup(name, INFILL)
+        fim = [n for n, h in handles.items() if _fills_in(h)]
+        if len(fim) != 1:
+            served = ", ".join(fim) if fim else "none"
+            raise APIError(400, f"model: name the model to fill in with (fill-in-the-middle models: {served})", "model")
+        return fim[0], handles[fim[0]]
+
+    @server.app.post(INFILL, response_model=s.InfillResponse, **text_route)
+    async def infill(req: s.InfillRequest) -> Any:
+        """The middle between `input_prefix` and `input_suffix`, as llama.cpp's /infill answers it."""
+        name, lm = infill_model(req.model)
+        context = int(lm.model.config.block_size)
+        extra = "".join(f"# {x.filename}\n{x.text}\n" if x.filename else f"{x.text}\n" for x in req.input_extra)
+        room = INFILL_DEFAULT_TOKENS if req.n_predict < 0 else req.n_predict
+        try:
+            ids, truncated = lm.fit_infill(
+                extra + req.input_prefix, req.input_suffix, room, "psm", "input_suffix", req.prompt
+            )
+            cfg = GenerationConfig(
+                max_new_tokens=context - len(ids) if req.n_predict < 0 else req.n_predict,
+                temperature=req.temperature,
+                top_k=req.top_k or None,
+                top_p=req.top_p if req.top_p < 1.0 else None,
+                min_p=req.min_p or None,
+                repetition_penalty=req.repeat_penalty,
+                stop=tuple(req.stop),
+                seed=None if req.seed < 0 else req.seed,
+                banned_tokens=lm.fim_banned(),
+            )
+        except UserError as e:
+            raise user_error(e, "input_suffix") from None
+        jobs, events, _ = start(name, [ids], [cfg], "infill", req.stream)
+
+        def last(reason: str | None, tokens: int) -> dict[str, Any]:
+            kinds = {"eos": "eos", "stop": "word"}
+            return {
+                "stop": True,
+                "model": name,
+                "tokens_predicted": tokens,
+                "tokens_evaluated": len(ids),
+                "stop_type": kinds.get(reason or "", "limit"),
+                "truncated": truncated,
+            }
+
+        if req.stream:
+
+            async def body() -> AsyncIterator[str]:
+                try:
+                    while True:
+                        ev = await events.get()
+                        if ev.error is not None:
+                            yield sse(error_body(400 if ev.user_error else 500, f"generation failed: {ev.error}"))
+                            return
+                        if ev.text:
+                            yield sse({"content": ev.text, "stop": False})
+                        if ev.finish_reason is not None:
+                            yield sse({"content": "", **last(ev.finish_reason, ev.completion_tokens)})
+                            return
+                finally:
+                    for job in jobs:
+                        job.cancel()
+
+            return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        text, reason, tokens = "", None, 0
+        try:
+            while reason is None:
+                ev = await events.get()
+                if ev.error is not None:
+                    raise APIError(
+                        400 if ev.user_error else 500, f"generation failed: {ev.error}", None, "generation_failed"
+                    )
+                text += ev.text
+                tokens = max(tokens, ev.completion_tokens)
+                reason = ev.finish_reason
+        finally:
+            for job in jobs:
+                job.cancel()
+        return {"content": text, **last(reason, tokens)}
 
     def start(
         model: str, prompts: list[list[int]], configs: list[GenerationConfig], kind: str, stream: bool
