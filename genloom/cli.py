@@ -273,6 +273,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "max_new_tokens": args.new_tokens,
         "block_verbatim": args.block_verbatim,
         "seed": args.seed,
+        "limit": args.limit,
     }
     print(gl.evaluate(run, checkpoint=args.checkpoint, probe=probe, **settings).line)
     return 0
@@ -611,8 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("eval", help="a run's held-out figures, or a named evaluation: eval memorization RUN")
-    p.add_argument("first", metavar="PROBE|RUN", help="a run directory, or an evaluation's name (memorization)")
+    p = sub.add_parser("eval", help="a run's held-out figures, or a named evaluation: eval memorization|bias RUN")
+    p.add_argument("first", metavar="PROBE|RUN", help="a run directory, or an evaluation's name (memorization, bias)")
     p.add_argument("run", nargs="?", default=None, metavar="RUN", help="the run, after an evaluation's name")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last")
     p.add_argument("--n-samples", type=int, default=500, help="images: samples for FID/KID and accuracy")
@@ -627,7 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["completion", "single-line", "multi-line", "random-span"],
         help="code runs: HumanEval pass@k by running the samples in a sandbox (docs/code.md)",
     )
-    p.add_argument("--limit", type=int, help="--humaneval: only the first N problems of the set")
+    p.add_argument(
+        "--limit", type=int, help="--humaneval: only the first N problems; bias: N pairs spread over the set"
+    )
     p.add_argument("--every", type=int, help="--humaneval: every Nth problem of the set (a spread-out subset)")
     p.add_argument(
         "--samples", type=int, help="--humaneval: samples per problem (default 1, greedy); pass@k for k <= it"

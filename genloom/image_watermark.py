@@ -84,6 +84,7 @@ class ImageDetection:
     bits: int
     matches: int
     p_value: float
+    reading: tuple[int, ...] = ()  # the bits read, for telling identical images apart from independent ones
 
     @property
     def bit_accuracy(self) -> float:
@@ -179,7 +180,7 @@ class ImageWatermark:
         half = self.step / 2
         bits = np.mod(np.round((self.directions @ c - self.dither) / half), 2).astype(int)
         matches = int((bits == self.message).sum())
-        return ImageDetection(len(bits), matches, binomial_tail(matches, len(bits)))
+        return ImageDetection(len(bits), matches, binomial_tail(matches, len(bits)), tuple(bits.tolist()))
 
     def _resize_gains(self, shape: tuple[int, ...]) -> np.ndarray:
         """(K,) how much of each band frequency survives a bicubic resize of a size × size image to `shape`

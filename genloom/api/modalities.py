@@ -39,7 +39,7 @@ MODALITIES: dict[str, Modality] = {
             "exact_match": "higher",
         },
         headline="val_loss",
-        probes=frozenset({"memorization"}),
+        probes=frozenset({"memorization", "bias"}),
     ),
     "masked-text": MaskedTextModality(
         name="masked-text",
@@ -47,6 +47,7 @@ MODALITIES: dict[str, Modality] = {
         docs="docs/bert.md",
         noun="masked LM (a bert run or a Hugging Face BERT directory)",
         commands=frozenset({"fill-mask", "embed"}),
+        probes=frozenset({"bias"}),
         kind="text",
         directions={"val_masked_loss": "lower", "val_masked_accuracy": "higher"},
         headline="val_masked_loss",

@@ -37,6 +37,7 @@ from genloom.generation.watermark import Detection, WatermarkKey, detect
 INDEX_ARRAY = f"{rundir.MEMORIZATION}/ngrams.npy"
 INDEX_META = f"{rundir.MEMORIZATION}/index.json"
 MEMORIZATION_SECTION = "memorization"  # summary.json key of the last memorization evaluation
+BIAS_SECTION = "bias"  # summary.json key of the last CrowS-Pairs evaluation (genloom/evaluate/bias.py)
 
 _indexes: OrderedDict[tuple[str, float], NgramIndex] = OrderedDict()
 _tables: OrderedDict[int, tuple[object, TokenTable]] = OrderedDict()
@@ -304,8 +305,14 @@ def memorization_line(m: Mapping[str, Any]) -> str:
 
 
 def responsible_sections(summary: dict[str, Any]) -> dict[str, dict[str, Any] | str]:
-    """The card sections of the last memorization evaluation (empty if none)."""
+    """The card sections of the last memorization and bias evaluations (empty if none)."""
+    from genloom.evaluate.bias import bias_line
+
+    sections: dict[str, dict[str, Any] | str] = {}
     m = summary.get(MEMORIZATION_SECTION)
-    if not m:
-        return {}
-    return {"Memorization (Carlini et al. 2021; `genloom eval memorization`)": memorization_line(m) + "."}
+    if m:
+        sections["Memorization (Carlini et al. 2021; `genloom eval memorization`)"] = memorization_line(m) + "."
+    b = summary.get(BIAS_SECTION)
+    if b:
+        sections["Bias (CrowS-Pairs, Nangia et al. 2020; `genloom eval bias`)"] = bias_line(b) + "."
+    return sections

@@ -18,6 +18,7 @@ from genloom import run as rundir
 from genloom.api.code import describe_code, evaluate_code
 from genloom.api.modality import Log, Modality, Sampled, timed_rates
 from genloom.api.responsible import (
+    BIAS_SECTION,
     INDEX_ARRAY,
     bind_run,
     corpus_stamp,
@@ -56,6 +57,7 @@ from genloom.data.text import (
 )
 from genloom.errors import UserError
 from genloom.evaluate import language_model_loss, masked_lm_metrics, plot_loss_curve, write_card
+from genloom.evaluate.bias import bias_line, causal_pair_scorer, crows_pairs, masked_pair_scorer
 from genloom.generation import Completion, GenerationConfig, complete, stream
 from genloom.generation.constrained import bind
 from genloom.masked_lm import MaskedLanguageModel, Pooling, masked_batches
@@ -763,6 +765,28 @@ def evaluate_text(lm: LanguageModel | MaskedLanguageModel, checkpoint: str) -> d
 # ---- the contract (genloom.api.modality) ------------------------------------------------------
 
 
+MEMORIZATION_OPTIONS = (
+    "n_prompts",
+    "prefix_chars",
+    "min_chars",
+    "max_new_tokens",
+    "block_verbatim",
+    "temperature",
+    "seed",
+)
+
+
+def evaluate_bias(run_dir: Path, score: Any, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """CrowS-Pairs with `score` (genloom/evaluate/bias.py), recorded in summary.json and card.md."""
+    metrics = crows_pairs(score, limit=options.get("limit"))
+    metrics["method"] = method
+    summary = read_summary(run_dir)
+    summary[BIAS_SECTION] = metrics
+    write_summary(run_dir, summary)
+    write_text_card(run_dir, read_run_config(run_dir), summary)
+    return metrics
+
+
 class TextModality(Modality):
     """Decoder-only language models (GPT): text in, text out, served as completions and chat."""
 
@@ -835,8 +859,10 @@ class TextModality(Modality):
         rc = read_run_config(run_dir)
         lm = self.load(run_dir, rc, checkpoint)
         if options.get("probe") == "memorization":
-            settings = {k: v for k, v in options.items() if k != "probe" and v is not None}
+            settings = {k: options[k] for k in MEMORIZATION_OPTIONS if options.get(k) is not None}
             metrics = evaluate_memorization(lm, **settings)
+        elif options.get("probe") == "bias":
+            return evaluate_bias(run_dir, causal_pair_scorer(lm), "total log-likelihood", options)
         elif options.get("humaneval") or options.get("middle_lines"):
             metrics = evaluate_code(lm, checkpoint, options)
         else:
@@ -848,6 +874,8 @@ class TextModality(Modality):
         m = metrics
         if "extractable" in m:
             return memorization_line(m)
+        if "stereotype_share" in m:
+            return bias_line(dict(m))
         if "humaneval" in m or "middle_lines" in m:
             return describe_code(dict(m))
         return f"val loss {m['val_loss']:.4f} nats/token, perplexity {m['val_perplexity']:.3f} over {m['val_tokens']:,} tokens"
@@ -933,10 +961,15 @@ class MaskedTextModality(Modality):
 
     def evaluate(self, run_dir: Path, checkpoint: str, options: dict[str, Any]) -> dict[str, Any]:
         rc = read_run_config(run_dir)
-        return evaluate_text(self.load(run_dir, rc, checkpoint), checkpoint)
+        mlm = self.load(run_dir, rc, checkpoint)
+        if options.get("probe") == "bias":
+            return evaluate_bias(run_dir, masked_pair_scorer(mlm), "pseudo-log-likelihood of shared tokens", options)
+        return evaluate_text(mlm, checkpoint)
 
     def describe(self, metrics: Mapping[str, Any]) -> str:
         m = metrics
+        if "stereotype_share" in m:
+            return bias_line(dict(m))
         return (
             f"masked-token accuracy {m['val_masked_accuracy']:.4f}, loss {m['val_masked_loss']:.4f} nats "
             f"over {m['val_masked_targets']:,} masked tokens of the validation split"
