@@ -17,7 +17,13 @@ from genloom.models.gpt.presets import PRESETS
 from genloom.tokenizers import BPETokenizer
 from tests.conftest import FAST, SHAKESPEARE
 
-EXPECTED_ARCHITECTURE = {"debug": "gpt2", "nanogpt-cpu": "gpt_neox", "demo": "gpt_neox"}
+EXPECTED_ARCHITECTURE = {
+    "debug": "gpt2",
+    "nanogpt-cpu": "gpt_neox",
+    "demo": "gpt_neox",
+    "code-debug": "gpt2",
+    "code-cpu": "gpt_neox",
+}
 
 
 def test_every_preset_has_an_expected_architecture():
@@ -27,7 +33,10 @@ def test_every_preset_has_an_expected_architecture():
 @pytest.mark.parametrize("preset", sorted(EXPECTED_ARCHITECTURE))
 def test_preset_run_exports_to_transformers_with_the_same_greedy_tokens(tmp_path, small_text, preset):
     run = tmp_path / "run"
-    gl.train("gpt", out=run, data=str(small_text), preset=preset, sets=FAST)
+    if preset.startswith("code"):  # a source tree: a small package of this interpreter's standard library
+        gl.train("gpt", out=run, preset=preset, sets=[*FAST, "data.glob=json/*.py", "model.block_size=128"])
+    else:
+        gl.train("gpt", out=run, data=str(small_text), preset=preset, sets=FAST)
     out = gl.export(run, tmp_path / "hf")
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == EXPECTED_ARCHITECTURE[preset]
