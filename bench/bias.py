@@ -54,7 +54,7 @@ def main() -> None:
         masked_pair_scorer(gl.load(get_model_path()))
         minilm_note = "scored (unexpected: it has a masked-LM head)"
     except UserError as e:
-        minilm_note = f"not scorable: {e}"
+        minilm_note = "not scorable: " + str(e).split(": ", 1)[-1]  # the message without the local path
     except ImportError:
         pass
     load = os.getloadavg()
