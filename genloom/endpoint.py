@@ -16,6 +16,9 @@ from typing import Any
 
 from genloom.errors import UserError
 
+MODELS = "/models"  # OpenAI's routes under the endpoint's base URL (not file paths)
+CHAT = "/chat/completions"
+
 
 class Endpoint:
     """The base URL of an OpenAI-compatible API (ending in /v1) and the key it wants, if any."""
@@ -37,6 +40,7 @@ class Endpoint:
             request.add_header("Authorization", f"Bearer {self.api_key}")
         where = self._where(route)
         try:
+            # the user's own endpoint (e.g. genloom serve on 127.0.0.1): a call they asked for, not a download
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 reply = json.loads(response.read())
         except urllib.error.HTTPError as e:
@@ -53,18 +57,18 @@ class Endpoint:
 
     def first_model(self) -> str:
         """The id of the first model `GET /models` lists: the default when the user names none."""
-        listed = self.call("/models", timeout=30).get("data") or []
+        listed = self.call(MODELS, timeout=30).get("data") or []
         if not listed or not isinstance(listed[0], dict) or "id" not in listed[0]:
-            raise UserError(f"{self._where('/models')}: the endpoint lists no models")
+            raise UserError(f"{self._where(MODELS)}: the endpoint lists no models")
         return str(listed[0]["id"])
 
     def chat(self, body: Mapping[str, Any], timeout: float = 300) -> dict[str, Any]:
         """`POST /chat/completions`; the first choice's message."""
-        reply = self.call("/chat/completions", body, timeout)
+        reply = self.call(CHAT, body, timeout)
         try:
             message = reply["choices"][0]["message"]
         except (KeyError, IndexError, TypeError):
-            raise UserError(f"{self._where('/chat/completions')}: the reply is not a chat completion") from None
+            raise UserError(f"{self._where(CHAT)}: the reply is not a chat completion") from None
         if not isinstance(message, dict):
-            raise UserError(f"{self._where('/chat/completions')}: the reply is not a chat completion")
+            raise UserError(f"{self._where(CHAT)}: the reply is not a chat completion")
         return message

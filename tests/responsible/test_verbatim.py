@@ -14,6 +14,8 @@ from genloom.api.responsible import token_table
 from genloom.generation.verbatim import NgramIndex, TokenTable, VerbatimGuard, window_hashes
 from genloom.tokenizers import train_tokenizer
 
+from .cli import run_cli as _cli
+
 TRAINING = [
     "It is the east, and Juliet is the sun. Arise, fair sun, and kill the envious moon.",
     "Parting is such sweet sorrow that I shall say good night till it be morrow.",
@@ -114,21 +116,6 @@ def test_memorization_evaluation_and_its_card(tmp_path, trained_run):
     assert "## Memorization" in (run / "card.md").read_text()
     guarded = gl.evaluate(run, probe="memorization", n_prompts=12, prefix_chars=20, min_chars=24, block_verbatim=24)
     assert guarded["verbatim_generations"] == 0
-
-
-class Proc:
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _cli(capsys, *argv):
-    """`genloom ARGV` in this process (the CLI's own `main`): exit status, stdout, stderr."""
-    from genloom.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return Proc(code, out.out, out.err)
 
 
 def test_bad_inputs_are_one_line(capsys, tmp_path, trained_run):

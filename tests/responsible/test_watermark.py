@@ -12,6 +12,8 @@ import genloom as gl
 from genloom.generation.watermark import Watermark, WatermarkKey, detect
 from genloom.image_watermark import ImageWatermark, psnr
 
+from .cli import run_cli as _cli
+
 KEY = WatermarkKey(bytes(range(32)), "test")
 
 
@@ -70,21 +72,6 @@ def test_text_runs_mark_and_detect_and_the_key_stays_in_the_run(tmp_path, text_r
 def _write(path, text):
     path.write_text(text)
     return path
-
-
-class Proc:
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _cli(capsys, *argv):
-    """`genloom ARGV` in this process (the CLI's own `main`): exit status, stdout, stderr."""
-    from genloom.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return Proc(code, out.out, out.err)
 
 
 def test_cli_sample_watermark_then_detect(capsys, tmp_path, text_run):
